@@ -1,0 +1,75 @@
+"""The ASGI application: routes, start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.errors import ErrorCodes
+from gateway.http import GraphQLEndpoint
+from gateway.services import build_services, close_services
+from gateway.settings import Settings
+from resolvers.context import Services
+from schema.schema import build_schema
+from sources.errors import SourceError
+
+log = structlog.get_logger("gateway.app")
+
+
+async def _warm_crosswalk(services: Services) -> None:
+    """Build the crosswalk before the first request needs it; a failure here is retried on demand."""
+    try:
+        index = await services.crosswalk.index()
+    except SourceError as exc:
+        log.warning("crosswalk_not_ready", source=exc.source, detail=exc.detail)
+    else:
+        log.info("crosswalk_ready", **index.counts())
+
+
+def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+              warm: bool = True) -> Starlette:
+    """The gateway for these settings. `transports` routes REST sources in-process (tests)."""
+    schema = build_schema([ErrorCodes])
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await build_services(settings, transports)
+        app.state.services = services
+        app.state.graphql = GraphQLEndpoint(schema, services, settings)
+        warming = asyncio.create_task(_warm_crosswalk(services)) if warm else None
+        try:
+            yield
+        finally:
+            if warming is not None:
+                warming.cancel()
+            await close_services(services)
+
+    async def graphql(request: Request) -> Response:
+        endpoint: GraphQLEndpoint = request.app.state.graphql
+        return await endpoint(request)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        services: Services = request.app.state.services
+        checks = await asyncio.gather(*(s.health() for s in (services.erp, services.crm, services.supplier,
+                                                              services.logistics)))
+        ready = all(c.ok for c in checks)
+        return JSONResponse({"status": "ready" if ready else "degraded",
+                             "sources": {c.source: {"ok": c.ok, "detail": c.detail} for c in checks}},
+                            status_code=200 if ready else 503)
+
+    return Starlette(routes=[
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ], lifespan=lifespan)

@@ -1,0 +1,201 @@
+"""GraphQL over HTTP: request parsing, content negotiation and status codes.
+
+Follows the GraphQL-over-HTTP specification: POST with a JSON body, or GET for queries only; answers
+`application/graphql-response+json` when the client accepts it (then requests that fail before
+execution get a 4xx) and `application/json` otherwise (then well-formed requests always get 200).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import strawberry
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.types.graphql import OperationType
+
+from gateway.graphiql import graphiql_html
+from gateway.settings import Settings
+from resolvers.context import Context, Services
+from sources.base import recording
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+
+class RequestError(Exception):
+    """A request that cannot be executed at all: answered with a 4xx and a GraphQL-shaped body."""
+
+    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST",
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+
+
+def request_id_of(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def negotiate(accept: str) -> str:
+    """The response media type for an Accept header; RequestError 406 when we can offer none."""
+    if not accept.strip():
+        return JSON
+    offered: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        media = media.lower()
+        if media == GRAPHQL_RESPONSE:
+            offered.append((q, -position, GRAPHQL_RESPONSE))
+        elif media in (JSON, "application/*", "*/*"):
+            offered.append((q, -position, JSON))
+    if not offered:
+        raise RequestError(406, f"cannot answer in any of: {accept}; use {GRAPHQL_RESPONSE} or {JSON}",
+                           "NOT_ACCEPTABLE")
+    return max(offered)[2]
+
+
+def _parse_variables(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise RequestError(400, "`variables` is not valid JSON") from None
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise RequestError(400, "`variables` must be a JSON object")
+    return raw
+
+
+def _graphql_request(payload: Any) -> GraphQLRequest:
+    if not isinstance(payload, dict):
+        raise RequestError(400, "the body must be a JSON object with a `query`")
+    query = payload.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise RequestError(400, "`query` is missing or not a string")
+    name = payload.get("operationName")
+    if name is not None and not isinstance(name, str):
+        raise RequestError(400, "`operationName` must be a string")
+    return GraphQLRequest(query, _parse_variables(payload.get("variables")), name)
+
+
+async def read_request(request: Request) -> GraphQLRequest:
+    if request.method == "GET":
+        return _graphql_request(dict(request.query_params))
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != JSON:
+        raise RequestError(415, f"POST bodies must be {JSON}, got {content_type or 'no content type'}",
+                           "UNSUPPORTED_MEDIA_TYPE")
+    body = await request.body()
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError(400, "the body is not valid JSON", "BAD_REQUEST") from None
+    return _graphql_request(payload)
+
+
+def _error_body(message: str, code: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+class GraphQLEndpoint:
+    """The /graphql route."""
+
+    def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings) -> None:
+        self.schema = schema
+        self.services = services
+        self.settings = settings
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = request_id_of(request)
+        wants_ide = "text/html" in request.headers.get("accept", "") and self.settings.server.graphiql
+        if request.method == "GET" and "query" not in request.query_params and wants_ide:
+            return HTMLResponse(graphiql_html(), headers={"X-Request-Id": request_id})
+        try:
+            media_type = negotiate(request.headers.get("accept", ""))
+        except RequestError as exc:
+            return self._respond(_error_body(exc.message, exc.code), exc.status, JSON, request_id)
+        try:
+            gql = await read_request(request)
+        except RequestError as exc:
+            return self._respond(_error_body(exc.message, exc.code), exc.status, media_type, request_id,
+                                 exc.headers)
+        allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY,
+                                                                          OperationType.MUTATION)
+        context = Context(services=self.services, request_id=request_id)
+        try:
+            with recording(context.calls):
+                result = await self.schema.execute(gql.query, variable_values=gql.variables,
+                                                   context_value=context, operation_name=gql.operation_name,
+                                                   allowed_operation_types=allowed)
+        except InvalidOperationTypeError:
+            return self._respond(_error_body("only queries may be sent with GET; use POST", "METHOD_NOT_ALLOWED"),
+                                 405, media_type, request_id, {"Allow": "POST"})
+        except CannotGetOperationTypeError as exc:
+            return self._respond(_error_body(exc.as_http_error_reason(), "BAD_REQUEST"), 400, media_type,
+                                 request_id)
+        except MissingQueryError:
+            return self._respond(_error_body("`query` is missing", "BAD_REQUEST"), 400, media_type, request_id)
+        return self._respond(self._body(result, context), self._status(result, media_type), media_type,
+                             request_id)
+
+    def _status(self, result: ExecutionResult, media_type: str) -> int:
+        if media_type == GRAPHQL_RESPONSE and isinstance(result, PreExecutionError):
+            return 400
+        return 200
+
+    def _body(self, result: ExecutionResult, context: Context) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if not isinstance(result, PreExecutionError):
+            body["data"] = result.data
+        if result.errors:
+            body["errors"] = [_format(e) for e in result.errors]
+        extensions: dict[str, Any] = dict(result.extensions or {})
+        if self.settings.server.expose_upstream_calls:
+            extensions["upstreamCalls"] = [
+                {"source": c.source, "operation": c.operation, "status": c.status, "ms": round(c.ms, 2),
+                 "keys": c.keys} for c in context.calls.calls]
+        if extensions:
+            body["extensions"] = extensions
+        return body
+
+    def _respond(self, body: dict[str, Any], status: int, media_type: str, request_id: str,
+                 headers: dict[str, str] | None = None) -> Response:
+        return Response(orjson.dumps(body), status_code=status, media_type=media_type,
+                        headers={"X-Request-Id": request_id, **(headers or {})})
+
+
+def _format(error: GraphQLError) -> dict[str, Any]:
+    formatted: dict[str, Any] = dict(error.formatted)
+    return formatted

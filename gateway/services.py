@@ -1,0 +1,66 @@
+"""Build the long-lived parts (sources, crosswalk) from settings, once per process."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from gateway.settings import (
+    ApiKeyAuth,
+    BasicAuth,
+    OAuth2ClientCredentialsAuth,
+    RestSourceSettings,
+    Settings,
+)
+from resolvers.context import Services
+from sources import rest
+from sources.crm import CrmSource
+from sources.crosswalk import Crosswalk, SqlLinkStore
+from sources.erp import ErpSource
+from sources.partners import LogisticsSource, SupplierSource
+from sources.sql import SqlTransport, make_engine
+
+
+def _auth(name: str, settings: RestSourceSettings) -> httpx.Auth | None:
+    auth = settings.auth
+    if isinstance(auth, OAuth2ClientCredentialsAuth):
+        return rest.OAuth2ClientCredentials(name, auth.token_url, auth.client_id,
+                                            auth.client_secret.get_secret_value(), auth.scope)
+    if isinstance(auth, ApiKeyAuth):
+        return rest.ApiKeyAuth(auth.header, auth.key.get_secret_value())
+    if isinstance(auth, BasicAuth):
+        return httpx.BasicAuth(auth.username, auth.password.get_secret_value())
+    return None
+
+
+def rest_transport(name: str, settings: RestSourceSettings,
+                   transport: httpx.AsyncBaseTransport | None = None) -> rest.RestTransport:
+    return rest.RestTransport(
+        name, settings.base_url, timeout_s=settings.timeout_s, auth=_auth(name, settings),
+        max_connections=settings.max_connections, transport=transport,
+        max_response_bytes=int(settings.max_response_mb * 1024 * 1024))
+
+
+async def build_services(settings: Settings,
+                         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> Services:
+    """Every source with its pooled client. `transports` lets tests route a REST source in-process."""
+    transports = transports or {}
+    sources = settings.sources
+    erp = ErpSource(SqlTransport("erp", sources.erp.url, timeout_s=sources.erp.timeout_s,
+                                 pool_size=sources.erp.pool_size),
+                    currency=sources.erp.currency, phone_region=settings.phone_region)
+    crm = CrmSource(rest_transport("crm", sources.crm, transports.get("crm")), phone_region=settings.phone_region)
+    supplier = SupplierSource(rest_transport("supplier", sources.supplier, transports.get("supplier")))
+    logistics = LogisticsSource(rest_transport("logistics", sources.logistics, transports.get("logistics")))
+    links = SqlLinkStore(make_engine(settings.database_url, pool_size=5))
+    await links.create()
+    crosswalk = Crosswalk(crm, erp, links, refresh_seconds=settings.crosswalk.refresh_seconds)
+    return Services(erp=erp, crm=crm, supplier=supplier, logistics=logistics, crosswalk=crosswalk,
+                    links=links, max_page_size=settings.server.max_page_size)
+
+
+async def close_services(services: Services) -> None:
+    for source in (services.erp, services.crm, services.supplier, services.logistics):
+        await source.aclose()
+    await services.links.engine.dispose()

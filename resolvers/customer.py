@@ -1,0 +1,101 @@
+"""Customers: one business customer merged from the CRM (contact, segment) and the ERP (credit, orders).
+
+A customer's key is its ERP number when it has one, else `crm:<CRM id>`; the crosswalk says which CRM
+record belongs to which ERP customer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sources.crm import CrmCustomer, CustomerQuery
+from sources.crosswalk import CrosswalkIndex
+from sources.erp import ErpCustomer
+
+if TYPE_CHECKING:
+    from schema.types.common import GatewayInfo
+    from schema.types.customer import Customer
+
+CRM_PREFIX = "crm:"
+
+
+def _customer_type() -> type[Customer]:
+    from schema.types.customer import Customer
+
+    return Customer
+
+
+def from_erp_number(index: CrosswalkIndex, number: str) -> Customer:
+    link = index.by_erp.get(number)
+    return _customer_type()(key=number, erp_number=number, crm_id=link.crm_id if link else None)
+
+
+def from_crm_id(index: CrosswalkIndex, crm_id: str) -> Customer:
+    link = index.by_crm.get(crm_id)
+    if link is not None:
+        return _customer_type()(key=link.erp_number, erp_number=link.erp_number, crm_id=crm_id)
+    return _customer_type()(key=f"{CRM_PREFIX}{crm_id}", erp_number=None, crm_id=crm_id)
+
+
+async def by_keys(info: GatewayInfo, keys: Iterable[str]) -> list[Customer | None]:
+    """Customers by key, None for those that exist in neither system."""
+    ctx = info.context
+    keys = list(keys)
+    index = await ctx.services.crosswalk.index()
+    erp_numbers = [k for k in keys if not k.startswith(CRM_PREFIX)]
+    crm_ids = [k[len(CRM_PREFIX):] for k in keys if k.startswith(CRM_PREFIX)]
+    erp_found = await ctx.loaders.load_many(ctx.services.erp.customers, erp_numbers) if erp_numbers else []
+    crm_found = await ctx.loaders.load_many(ctx.services.crm.customers, crm_ids) if crm_ids else []
+    found_erp = {n for n, r in zip(erp_numbers, erp_found, strict=True) if r is not None}
+    found_crm = {i for i, r in zip(crm_ids, crm_found, strict=True) if r is not None}
+    out: list[Customer | None] = []
+    for key in keys:
+        if key.startswith(CRM_PREFIX):
+            crm_id = key[len(CRM_PREFIX):]
+            out.append(from_crm_id(index, crm_id) if crm_id in found_crm else None)
+        else:
+            out.append(from_erp_number(index, key) if key in found_erp else None)
+    return out
+
+
+async def crm_record(info: GatewayInfo, customer: Customer) -> CrmCustomer | None:
+    if customer.crm_id is None:
+        return None
+    ctx = info.context
+    return await ctx.loaders.load(ctx.services.crm.customers, customer.crm_id)
+
+
+async def erp_record(info: GatewayInfo, customer: Customer) -> ErpCustomer | None:
+    if customer.erp_number is None:
+        return None
+    ctx = info.context
+    return await ctx.loaders.load(ctx.services.erp.customers, customer.erp_number)
+
+
+async def name(info: GatewayInfo, customer: Customer) -> str:
+    """The CRM's name (kept by account managers); the ERP's for customers the CRM does not know."""
+    crm = await crm_record(info, customer)
+    if crm is not None:
+        return crm.name
+    erp = await erp_record(info, customer)
+    return erp.name if erp is not None else ""
+
+
+async def phone(info: GatewayInfo, customer: Customer) -> str | None:
+    crm = await crm_record(info, customer)
+    if crm is not None and crm.phone:
+        return crm.phone
+    erp = await erp_record(info, customer)
+    return erp.phone if erp is not None else None
+
+
+async def page(info: GatewayInfo, query: CustomerQuery) -> tuple[list[Customer], list[str], bool]:
+    """One page of customers from the CRM, which owns names and segments."""
+    ctx = info.context
+    result = await ctx.services.crm.customer_page(query)
+    index = await ctx.services.crosswalk.index()
+    loader = ctx.loaders.get(ctx.services.crm.customers, None)
+    for record in result.items:
+        loader.prime(record.id, record)  # the page already holds what name/email resolvers would fetch
+    return [from_crm_id(index, r.id) for r in result.items], list(result.cursors), result.has_next

@@ -1,0 +1,175 @@
+"""Orders, their lines, and the shipments that carry them."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry import relay
+
+from resolvers import customer as customers
+from schema.types.common import GatewayInfo, Money, OrderStatus, ShipmentStatus
+from sources.erp import ErpOrder, ErpOrderLine
+from sources.partners import Shipment as ShipmentRecord
+from sources.partners import TrackingEvent as TrackingEventRecord
+
+if TYPE_CHECKING:
+    from schema.types.customer import Customer
+    from schema.types.partner import Partner
+    from schema.types.product import Product, Warehouse
+
+CustomerRef = Annotated["Customer", strawberry.lazy("schema.types.customer")]
+ProductRef = Annotated["Product", strawberry.lazy("schema.types.product")]
+WarehouseRef = Annotated["Warehouse", strawberry.lazy("schema.types.product")]
+PartnerRef = Annotated["Partner", strawberry.lazy("schema.types.partner")]
+
+
+@strawberry.type(description="One line of an order.")
+class OrderLine:
+    record: strawberry.Private[ErpOrderLine]
+
+    @strawberry.field
+    def line_number(self) -> int:
+        return self.record.line
+
+    @strawberry.field
+    def quantity(self) -> int:
+        return self.record.quantity
+
+    @strawberry.field
+    def unit_price(self) -> Money:
+        return Money(amount=self.record.unit_price.amount, currency=self.record.unit_price.currency)
+
+    @strawberry.field(description="Quantity times unit price.")
+    def amount(self) -> Money:
+        price = self.record.unit_price
+        return Money(amount=price.amount * self.record.quantity, currency=price.currency)
+
+    @strawberry.field
+    async def product(self, info: GatewayInfo) -> ProductRef | None:
+        from schema.types.product import Product
+
+        ctx = info.context
+        item = await ctx.loaders.load(ctx.services.erp.items, self.record.item)
+        return Product(key=item.number, record=item) if item else None
+
+
+@strawberry.type(description="An ERP sales order.")
+class Order(relay.Node):
+    key: relay.NodeID[str]
+    record: strawberry.Private[ErpOrder]
+
+    @classmethod
+    def of(cls, record: ErpOrder) -> Order:
+        return cls(key=str(record.number), record=record)
+
+    @strawberry.field
+    def number(self) -> str:
+        return str(self.record.number)
+
+    @strawberry.field
+    def status(self) -> OrderStatus:
+        return self.record.status
+
+    @strawberry.field(description="The day the order was placed.")
+    def placed_at(self) -> datetime.date:
+        return self.record.placed
+
+    @strawberry.field
+    def total(self) -> Money:
+        return Money(amount=self.record.total.amount, currency=self.record.total.currency)
+
+    @strawberry.field
+    async def customer(self, info: GatewayInfo) -> CustomerRef:
+        index = await info.context.services.crosswalk.index()
+        return customers.from_erp_number(index, self.record.customer)
+
+    @strawberry.field
+    async def lines(self, info: GatewayInfo) -> list[OrderLine]:
+        ctx = info.context
+        lines = await ctx.loaders.load(ctx.services.erp.lines_of_orders, self.record.number)
+        return [OrderLine(record=line) for line in lines or ()]
+
+    @strawberry.field(description="The warehouse that ships the order.")
+    async def warehouse(self, info: GatewayInfo) -> WarehouseRef | None:
+        from schema.types.product import Warehouse
+
+        if self.record.warehouse is None:
+            return None
+        ctx = info.context
+        found = await ctx.loaders.load(ctx.services.erp.warehouses, self.record.warehouse)
+        return Warehouse.of(found) if found else None
+
+    @strawberry.field(description="Shipments of this order, from the logistics provider.")
+    async def shipments(self, info: GatewayInfo) -> list[Shipment]:
+        ctx = info.context
+        found = await ctx.loaders.load(ctx.services.logistics.shipments_for_orders, self.record.number)
+        return [Shipment.of(s) for s in found or ()]
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
+                            required: bool = False) -> list[Order | None]:
+        ctx = info.context
+        keys = [int(k) if k.isdigit() else -1 for k in node_ids]
+        found = await ctx.loaders.load_many(ctx.services.erp.orders, keys)
+        return [cls.of(o) if o else None for o in found]
+
+
+@strawberry.type(description="One scan of a shipment.")
+class TrackingEvent:
+    at: datetime.datetime
+    status: ShipmentStatus
+    location: str | None
+
+    @classmethod
+    def of(cls, r: TrackingEventRecord) -> TrackingEvent:
+        return cls(at=r.at, status=r.status, location=r.location)
+
+
+@strawberry.type(description="A parcel or freight shipment, as the logistics provider tracks it.")
+class Shipment(relay.Node):
+    key: relay.NodeID[str]
+    record: strawberry.Private[ShipmentRecord]
+
+    @classmethod
+    def of(cls, record: ShipmentRecord) -> Shipment:
+        return cls(key=record.tracking_number, record=record)
+
+    @strawberry.field
+    def tracking_number(self) -> str:
+        return self.record.tracking_number
+
+    @strawberry.field
+    def status(self) -> ShipmentStatus:
+        return self.record.status
+
+    @strawberry.field(description="Estimated time of arrival.")
+    def eta(self) -> datetime.datetime | None:
+        return self.record.eta
+
+    @strawberry.field
+    def events(self) -> list[TrackingEvent]:
+        return [TrackingEvent.of(e) for e in self.record.events]
+
+    @strawberry.field
+    async def carrier(self, info: GatewayInfo) -> PartnerRef | None:
+        from schema.types.partner import Partner
+
+        ctx = info.context
+        vendor = await ctx.loaders.load(ctx.services.erp.vendors, self.record.carrier)
+        return Partner.of(vendor) if vendor else None
+
+    @strawberry.field
+    async def order(self, info: GatewayInfo) -> Order | None:
+        ctx = info.context
+        found = await ctx.loaders.load(ctx.services.erp.orders, self.record.order)
+        return Order.of(found) if found else None
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
+                            required: bool = False) -> list[Shipment | None]:
+        ctx = info.context
+        found = await ctx.loaders.load_many(ctx.services.logistics.shipments, list(node_ids))
+        return [cls.of(s) if s else None for s in found]

@@ -1,0 +1,102 @@
+"""Partners (suppliers and carriers) and the purchase orders placed with suppliers."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from decimal import Decimal
+
+import strawberry
+from strawberry import relay
+
+from schema.types.common import GatewayInfo, Money, PartnerKind, PurchaseOrderStatus
+from schema.types.product import Product
+from sources.erp import ErpVendor
+from sources.partners import PurchaseOrder as PurchaseOrderRecord
+from sources.partners import PurchaseOrderLine as PurchaseOrderLineRecord
+
+
+@strawberry.type(description="A supplier or logistics provider, as the ERP's vendor master knows it.")
+class Partner(relay.Node):
+    key: relay.NodeID[str]
+    code: str
+    name: str
+    kind: PartnerKind
+    country: str | None
+
+    @classmethod
+    def of(cls, r: ErpVendor) -> Partner:
+        return cls(key=r.number, code=r.number, name=r.name, kind=r.kind, country=r.country)
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
+                            required: bool = False) -> list[Partner | None]:
+        ctx = info.context
+        found = await ctx.loaders.load_many(ctx.services.erp.vendors, list(node_ids))
+        return [cls.of(v) if v else None for v in found]
+
+
+@strawberry.type
+class PurchaseOrderLine:
+    record: strawberry.Private[PurchaseOrderLineRecord]
+    currency: strawberry.Private[str]
+
+    @strawberry.field
+    def quantity(self) -> int:
+        return self.record.quantity
+
+    @strawberry.field
+    def unit_price(self) -> Money:
+        return Money(amount=self.record.unit_price, currency=self.currency)
+
+    @strawberry.field
+    async def product(self, info: GatewayInfo) -> Product | None:
+        return await Product.load(info, self.record.item)
+
+
+@strawberry.type(description="A purchase order placed with a supplier, as the supplier portal reports it.")
+class PurchaseOrder(relay.Node):
+    key: relay.NodeID[str]
+    record: strawberry.Private[PurchaseOrderRecord]
+
+    @classmethod
+    def of(cls, record: PurchaseOrderRecord) -> PurchaseOrder:
+        return cls(key=record.number, record=record)
+
+    @strawberry.field
+    def number(self) -> str:
+        return self.record.number
+
+    @strawberry.field
+    def status(self) -> PurchaseOrderStatus:
+        return self.record.status
+
+    @strawberry.field
+    def created_on(self) -> datetime.date:
+        return self.record.created_on
+
+    @strawberry.field
+    def expected_on(self) -> datetime.date | None:
+        return self.record.expected_on
+
+    @strawberry.field
+    def lines(self) -> list[PurchaseOrderLine]:
+        return [PurchaseOrderLine(record=line, currency=self.record.currency) for line in self.record.lines]
+
+    @strawberry.field(description="Sum of quantity times unit price over the lines.")
+    def total(self) -> Money:
+        amount = sum((line.unit_price * line.quantity for line in self.record.lines), Decimal(0))
+        return Money(amount=amount, currency=self.record.currency)
+
+    @strawberry.field
+    async def partner(self, info: GatewayInfo) -> Partner | None:
+        ctx = info.context
+        vendor = await ctx.loaders.load(ctx.services.erp.vendors, self.record.supplier)
+        return Partner.of(vendor) if vendor else None
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
+                            required: bool = False) -> list[PurchaseOrder | None]:
+        ctx = info.context
+        found = await ctx.loaders.load_many(ctx.services.supplier.purchase_orders, list(node_ids))
+        return [cls.of(po) if po else None for po in found]

@@ -1,0 +1,161 @@
+"""Products, their stock per warehouse, and what suppliers offer for them."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry import relay
+
+from schema.types.common import GatewayInfo, Money
+from sources.erp import ErpItem, ErpStock, ErpWarehouse
+from sources.partners import SupplierOffer as OfferRecord
+
+if TYPE_CHECKING:
+    from schema.types.partner import Partner, PurchaseOrder
+
+PartnerRef = Annotated["Partner", strawberry.lazy("schema.types.partner")]
+PurchaseOrderRef = Annotated["PurchaseOrder", strawberry.lazy("schema.types.partner")]
+
+
+@strawberry.type(description="A distribution centre.")
+class Warehouse(relay.Node):
+    key: relay.NodeID[str]
+    code: str
+    name: str
+    city: str | None
+    country: str | None
+
+    @classmethod
+    def of(cls, r: ErpWarehouse) -> Warehouse:
+        return cls(key=r.code, code=r.code, name=r.name, city=r.city, country=r.country)
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
+                            required: bool = False) -> list[Warehouse | None]:
+        ctx = info.context
+        found = await ctx.loaders.load_many(ctx.services.erp.warehouses, list(node_ids))
+        return [cls.of(w) if w else None for w in found]
+
+
+@strawberry.type(description="Stock of one product in one warehouse.")
+class StockLevel:
+    record: strawberry.Private[ErpStock]
+
+    @strawberry.field
+    async def warehouse(self, info: GatewayInfo) -> Warehouse | None:
+        ctx = info.context
+        found = await ctx.loaders.load(ctx.services.erp.warehouses, self.record.warehouse)
+        return Warehouse.of(found) if found else None
+
+    @strawberry.field(description="Physically in the warehouse.")
+    def on_hand(self) -> int:
+        return self.record.on_hand
+
+    @strawberry.field(description="Promised to open orders.")
+    def allocated(self) -> int:
+        return self.record.allocated
+
+    @strawberry.field(description="On hand minus allocated: what can still be sold.")
+    def available(self) -> int:
+        return max(self.record.on_hand - self.record.allocated, 0)
+
+
+@strawberry.type(description="A supplier's current offer for a product.")
+class SupplierOffer:
+    record: strawberry.Private[OfferRecord]
+
+    @strawberry.field
+    def unit_price(self) -> Money:
+        return Money(amount=self.record.unit_price.amount, currency=self.record.unit_price.currency)
+
+    @strawberry.field
+    def lead_time_days(self) -> int:
+        return self.record.lead_time_days
+
+    @strawberry.field
+    def available_quantity(self) -> int:
+        return self.record.available_quantity
+
+    @strawberry.field
+    def valid_until(self) -> datetime.date:
+        return self.record.valid_until
+
+    @strawberry.field
+    async def partner(self, info: GatewayInfo) -> PartnerRef | None:
+        from schema.types.partner import Partner
+
+        ctx = info.context
+        vendor = await ctx.loaders.load(ctx.services.erp.vendors, self.record.supplier)
+        return Partner.of(vendor) if vendor else None
+
+    @strawberry.field
+    async def product(self, info: GatewayInfo) -> Product | None:
+        return await Product.load(info, self.record.item)
+
+
+@strawberry.type(description="An item of the ERP's item master.")
+class Product(relay.Node):
+    key: relay.NodeID[str]
+    record: strawberry.Private[ErpItem]
+
+    @classmethod
+    async def load(cls, info: GatewayInfo, sku: str) -> Product | None:
+        ctx = info.context
+        item = await ctx.loaders.load(ctx.services.erp.items, sku)
+        return cls(key=item.number, record=item) if item else None
+
+    @strawberry.field
+    def sku(self) -> str:
+        return self.record.number
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.record.description
+
+    @strawberry.field
+    def unit_of_measure(self) -> str:
+        return self.record.uom
+
+    @strawberry.field
+    def list_price(self) -> Money:
+        return Money(amount=self.record.list_price.amount, currency=self.record.list_price.currency)
+
+    @strawberry.field(description="Stock per warehouse.")
+    async def stock(self, info: GatewayInfo) -> list[StockLevel]:
+        ctx = info.context
+        found = await ctx.loaders.load(ctx.services.erp.stock_of_items, self.record.number)
+        return [StockLevel(record=s) for s in found or ()]
+
+    @strawberry.field(description="The main supplier in the item master.")
+    async def main_supplier(self, info: GatewayInfo) -> PartnerRef | None:
+        from schema.types.partner import Partner
+
+        if self.record.main_vendor is None:
+            return None
+        ctx = info.context
+        vendor = await ctx.loaders.load(ctx.services.erp.vendors, self.record.main_vendor)
+        return Partner.of(vendor) if vendor else None
+
+    @strawberry.field(description="Current offers from the supplier portal.")
+    async def offers(self, info: GatewayInfo) -> list[SupplierOffer]:
+        ctx = info.context
+        found = await ctx.loaders.load(ctx.services.supplier.offers_for_items, self.record.number)
+        return [SupplierOffer(record=o) for o in found or ()]
+
+    @strawberry.field(description="Purchase orders with a line for this product.")
+    async def purchase_orders(self, info: GatewayInfo) -> list[PurchaseOrderRef]:
+        from schema.types.partner import PurchaseOrder
+
+        ctx = info.context
+        found = await ctx.loaders.load(ctx.services.supplier.purchase_orders_for_items, self.record.number)
+        return [PurchaseOrder.of(po) for po in found or ()]
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
+                            required: bool = False) -> list[Product | None]:
+        ctx = info.context
+        found = await ctx.loaders.load_many(ctx.services.erp.items, list(node_ids))
+        return [cls(key=i.number, record=i) if i else None for i in found]

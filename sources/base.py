@@ -1,0 +1,115 @@
+"""What every source adapter shares: the Source protocol, batch results, and upstream call records."""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+import orjson
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    source: str
+    ok: bool
+    detail: str = ""
+
+
+class Source(Protocol):
+    """An upstream system. Reads are typed batch methods on each adapter; this is their shared part."""
+
+    name: str
+
+    async def health(self) -> Health: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Slice(Generic[R]):
+    """One page of records, each with the opaque cursor that resumes after it."""
+
+    items: tuple[R, ...]
+    cursors: tuple[str, ...]
+    has_next: bool
+
+    @classmethod
+    def empty(cls) -> Slice[R]:
+        return cls((), (), False)
+
+
+def encode_cursor(*parts: str | int) -> str:
+    """An opaque, URL-safe cursor from sort-key parts."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(parts))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[str | int]:
+    """The sort-key parts of a cursor made by `encode_cursor`; ValueError when it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise ValueError("malformed cursor") from exc
+    if not isinstance(parts, list) or not all(isinstance(p, str | int) for p in parts):
+        raise ValueError("malformed cursor")
+    return parts
+
+
+# --- upstream call records --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SourceCall:
+    """One call to an upstream system: what, how it ended, how long it took."""
+
+    source: str
+    operation: str
+    status: str  # "ok" or an error code
+    ms: float
+    keys: int = 0
+    cache: str = "none"  # none | hit | miss | stale
+
+
+@dataclass
+class CallLog:
+    """The upstream calls made on behalf of one request."""
+
+    calls: list[SourceCall] = field(default_factory=list)
+
+    def count(self, source: str | None = None) -> int:
+        return sum(1 for c in self.calls if source is None or c.source == source)
+
+
+_current: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("gateway_call_log", default=None)
+
+#: Calls per (source, operation, status) since start, for metrics.
+CALL_COUNTS: Counter[tuple[str, str, str]] = Counter()
+
+
+@contextmanager
+def recording(log: CallLog) -> Iterator[CallLog]:
+    """Record every upstream call made inside this block (and tasks it starts) into `log`."""
+    token = _current.set(log)
+    try:
+        yield log
+    finally:
+        _current.reset(token)
+
+
+def record_call(call: SourceCall) -> None:
+    CALL_COUNTS[(call.source, call.operation, call.status)] += 1
+    log = _current.get()
+    if log is not None:
+        log.calls.append(call)
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds elapsed since a `time.perf_counter()` reading."""
+    return (time.perf_counter() - started) * 1000

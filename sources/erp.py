@@ -1,0 +1,375 @@
+"""The legacy ERP: declarative maps of its tables and the batched reads the gateway needs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, String, and_, column, func, or_, select, table
+from sqlalchemy.sql.expression import ColumnClause, Select, TableClause
+
+from sources.base import Health, Slice, decode_cursor, encode_cursor
+from sources.errors import MappingError
+from sources.mapping import (
+    Field,
+    RecordMap,
+    code,
+    cyymmdd,
+    integer,
+    money_cents,
+    optional,
+    phone,
+    strip,
+    text,
+    title_text,
+    to_cyymmdd,
+)
+from sources.sql import SqlTransport
+from sources.values import CustomerStatus, Money, OrderStatus, PartnerKind, PaymentTerms
+
+# --- clean records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErpCustomer:
+    number: str
+    name: str
+    phone: str | None
+    credit_limit: Money
+    balance: Money
+    terms: PaymentTerms
+    status: CustomerStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ErpOrder:
+    number: int
+    customer: str
+    placed: date
+    status: OrderStatus
+    total: Money
+    warehouse: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErpOrderLine:
+    order: int
+    line: int
+    item: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True, slots=True)
+class ErpItem:
+    number: str
+    description: str
+    uom: str
+    main_vendor: str | None
+    list_price: Money
+
+
+@dataclass(frozen=True, slots=True)
+class ErpStock:
+    item: str
+    warehouse: str
+    on_hand: int
+    allocated: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErpWarehouse:
+    code: str
+    name: str
+    city: str | None
+    country: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErpVendor:
+    number: str
+    name: str
+    kind: PartnerKind
+    country: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """Filters and page of an order list; part of the batch (and cache) key."""
+
+    first: int
+    after: str | None = None
+    statuses: tuple[OrderStatus, ...] = ()
+    placed_from: date | None = None
+    placed_to: date | None = None
+    customer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemQuery:
+    first: int
+    after: str | None = None
+    text: str | None = None
+
+
+# --- legacy codes -----------------------------------------------------------------------------------
+
+ORDER_STATUS = {"O": OrderStatus.OPEN, "A": OrderStatus.ALLOCATED, "S": OrderStatus.SHIPPED,
+                "I": OrderStatus.INVOICED, "C": OrderStatus.CANCELLED}
+ORDER_STATUS_CODE = {v: k for k, v in ORDER_STATUS.items()}
+TERMS = {"N30": PaymentTerms.NET_30, "N60": PaymentTerms.NET_60, "COD": PaymentTerms.CASH_ON_DELIVERY}
+CUSTOMER_STATUS = {"A": CustomerStatus.ACTIVE, "I": CustomerStatus.INACTIVE}
+VENDOR_KIND = {"S": PartnerKind.SUPPLIER, "C": PartnerKind.CARRIER}
+
+CUSTOMER_NUMBER_WIDTH = 8
+ITEM_NUMBER_WIDTH = 15
+
+
+def customer_key(number: str) -> str:
+    """A clean customer number as CUSMAS stores it: right-aligned in CHAR(8)."""
+    return number.strip().rjust(CUSTOMER_NUMBER_WIDTH)
+
+
+def item_key(number: str) -> str:
+    """A clean item number as ITMMAS stores it: left-aligned in CHAR(15)."""
+    return number.strip().ljust(ITEM_NUMBER_WIDTH)
+
+
+# --- tables and maps --------------------------------------------------------------------------------
+
+CUSMAS = table("CUSMAS", *(column(n, String) for n in ("CMCUNO", "CMNAME", "CMPHON", "CMTERM", "CMSTAT",
+                                                         "CMCURR")),
+               column("CMCRLM", Integer), column("CMBALD", Integer))
+ORDHDR = table("ORDHDR", column("OHORNO", Integer), column("OHCUNO", String), column("OHORDT", Integer),
+               column("OHSTAT", String), column("OHTOTL", Integer), column("OHCURR", String),
+               column("OHWHSE", String))
+ORDDTL = table("ORDDTL", column("ODORNO", Integer), column("ODLINE", Integer), column("ODITNO", String),
+               column("ODQORD", Integer), column("ODUPRC", Integer))
+ITMMAS = table("ITMMAS", column("IMITNO", String), column("IMDESC", String), column("IMUOM", String),
+               column("IMVNNO", String), column("IMLPRC", Integer))
+ITMBAL = table("ITMBAL", column("IBITNO", String), column("IBWHSE", String), column("IBQOH", Integer),
+               column("IBQAL", Integer))
+WHSMAS = table("WHSMAS", column("WHWHSE", String), column("WHDESC", String), column("WHCITY", String),
+               column("WHCTRY", String))
+VENMAS = table("VENMAS", column("VNVNNO", String), column("VNNAME", String), column("VNTYPE", String),
+               column("VNCTRY", String))
+
+
+def customer_map(phone_region: str) -> RecordMap[ErpCustomer]:
+    return RecordMap(ErpCustomer, {
+        "number": Field("CMCUNO", text),
+        "name": Field("CMNAME", text),
+        "phone": Field("CMPHON", phone(phone_region)),
+        "credit_limit": Field(("CMCRLM", "CMCURR"), money_cents),
+        "balance": Field(("CMBALD", "CMCURR"), money_cents),
+        "terms": Field("CMTERM", code(PaymentTerms, TERMS)),
+        "status": Field("CMSTAT", code(CustomerStatus, CUSTOMER_STATUS)),
+    })
+
+
+ORDER_MAP = RecordMap(ErpOrder, {
+    "number": Field("OHORNO", integer),
+    "customer": Field("OHCUNO", text),
+    "placed": Field("OHORDT", cyymmdd),
+    "status": Field("OHSTAT", code(OrderStatus, ORDER_STATUS)),
+    "total": Field(("OHTOTL", "OHCURR"), money_cents),
+    "warehouse": Field("OHWHSE", strip),
+})
+
+LINE_MAP = RecordMap(ErpOrderLine, {
+    "order": Field("ODORNO", integer),
+    "line": Field("ODLINE", integer),
+    "item": Field("ODITNO", text),
+    "quantity": Field("ODQORD", integer),
+    "unit_price": Field(("ODUPRC", "OHCURR"), money_cents),
+})
+
+
+def item_map(currency: str) -> RecordMap[ErpItem]:
+    return RecordMap(ErpItem, {
+        "number": Field("IMITNO", text),
+        "description": Field("IMDESC", lambda v: title_text(text(v))),
+        "uom": Field("IMUOM", text),
+        "main_vendor": Field("IMVNNO", strip),
+        "list_price": Field("IMLPRC", lambda cents: money_cents(cents, currency)),
+    })
+
+
+STOCK_MAP = RecordMap(ErpStock, {
+    "item": Field("IBITNO", text),
+    "warehouse": Field("IBWHSE", text),
+    "on_hand": Field("IBQOH", integer),
+    "allocated": Field("IBQAL", integer),
+})
+
+WAREHOUSE_MAP = RecordMap(ErpWarehouse, {
+    "code": Field("WHWHSE", text),
+    "name": Field("WHDESC", lambda v: title_text(text(v))),
+    "city": Field("WHCITY", strip),
+    "country": Field("WHCTRY", strip),
+})
+
+VENDOR_MAP = RecordMap(ErpVendor, {
+    "number": Field("VNVNNO", text),
+    "name": Field("VNNAME", text),
+    "kind": Field("VNTYPE", code(PartnerKind, VENDOR_KIND)),
+    "country": Field("VNCTRY", optional(strip)),
+})
+
+
+def _cols(t: TableClause, record_map: RecordMap[Any]) -> list[ColumnClause[Any]]:
+    return [t.c[name] for name in record_map.raw_names if name in t.c]
+
+
+def _order_keyset(after: str | None) -> ColumnElement[bool] | None:
+    """Orders run newest first: (date desc, number desc). Resume strictly after the cursor's order."""
+    if after is None:
+        return None
+    parts = decode_cursor(after)
+    if len(parts) != 2 or not all(isinstance(p, int) for p in parts):
+        raise ValueError("malformed cursor")
+    day, number = parts
+    return or_(ORDHDR.c.OHORDT < day, and_(ORDHDR.c.OHORDT == day, ORDHDR.c.OHORNO < number))
+
+
+def _order_filters(query: OrderQuery) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if query.statuses:
+        where.append(ORDHDR.c.OHSTAT.in_([ORDER_STATUS_CODE[s] for s in query.statuses]))
+    if query.placed_from:
+        where.append(ORDHDR.c.OHORDT >= to_cyymmdd(query.placed_from))
+    if query.placed_to:
+        where.append(ORDHDR.c.OHORDT <= to_cyymmdd(query.placed_to))
+    if query.customer:
+        where.append(ORDHDR.c.OHCUNO == customer_key(query.customer))
+    keyset = _order_keyset(query.after)
+    if keyset is not None:
+        where.append(keyset)
+    return where
+
+
+def _order_cursor(row: dict[str, Any]) -> str:
+    return encode_cursor(int(row["OHORDT"]), int(row["OHORNO"]))
+
+
+class ErpSource:
+    """Reads from the ERP database. Every method takes a batch of keys and costs one statement."""
+
+    def __init__(self, transport: SqlTransport, *, currency: str = "USD", phone_region: str = "US") -> None:
+        self.name = transport.name
+        self.transport = transport
+        self.customer_map = customer_map(phone_region)
+        self.item_map = item_map(currency)
+
+    def _map(self, record_map: RecordMap[Any], row: dict[str, Any]) -> Any:
+        return record_map.apply(row, source=self.name)
+
+    async def customers(self, numbers: Sequence[str], _: None = None) -> dict[str, ErpCustomer]:
+        stmt = select(*_cols(CUSMAS, self.customer_map)).where(
+            CUSMAS.c.CMCUNO.in_([customer_key(n) for n in numbers]))
+        rows = await self.transport.rows("customers", stmt, keys=len(numbers))
+        found = (self._map(self.customer_map, r) for r in rows)
+        return {c.number: c for c in found}
+
+    async def orders(self, numbers: Sequence[int], _: None = None) -> dict[int, ErpOrder]:
+        stmt = select(*_cols(ORDHDR, ORDER_MAP)).where(ORDHDR.c.OHORNO.in_(list(numbers)))
+        rows = await self.transport.rows("orders", stmt, keys=len(numbers))
+        return {o.number: o for o in (self._map(ORDER_MAP, r) for r in rows)}
+
+    async def order_page(self, query: OrderQuery) -> Slice[ErpOrder]:
+        """One page of all orders matching the filters, newest first."""
+        stmt: Select[Any] = (select(*_cols(ORDHDR, ORDER_MAP)).where(*_order_filters(query))
+                             .order_by(ORDHDR.c.OHORDT.desc(), ORDHDR.c.OHORNO.desc()).limit(query.first + 1))
+        rows = list(await self.transport.rows("order_page", stmt))
+        return self._slice(rows, query.first)
+
+    async def orders_of_customers(self, numbers: Sequence[str], query: OrderQuery) -> dict[str, Slice[ErpOrder]]:
+        """The first page of orders of each customer, in one windowed statement."""
+        rank = func.row_number().over(partition_by=ORDHDR.c.OHCUNO,
+                                      order_by=(ORDHDR.c.OHORDT.desc(), ORDHDR.c.OHORNO.desc())).label("_rank")
+        inner = (select(*_cols(ORDHDR, ORDER_MAP), rank)
+                 .where(ORDHDR.c.OHCUNO.in_([customer_key(n) for n in numbers]), *_order_filters(query))
+                 .subquery())
+        stmt = (select(*(inner.c[n] for n in ORDER_MAP.raw_names)).where(inner.c._rank <= query.first + 1)
+                .order_by(inner.c.OHCUNO, inner.c.OHORDT.desc(), inner.c.OHORNO.desc()))
+        rows = await self.transport.rows("orders_of_customers", stmt, keys=len(numbers))
+        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            grouped[str(row["OHCUNO"]).strip()].append(row)
+        return {n: self._slice(grouped.get(n, []), query.first) for n in numbers}
+
+    def _slice(self, rows: list[dict[str, Any]], first: int) -> Slice[ErpOrder]:
+        page = rows[:first]
+        return Slice(tuple(self._map(ORDER_MAP, r) for r in page), tuple(_order_cursor(r) for r in page),
+                     len(rows) > first)
+
+    async def lines_of_orders(self, numbers: Sequence[int], _: None = None) -> dict[int, tuple[ErpOrderLine, ...]]:
+        stmt = (select(*(ORDDTL.c[n] for n in LINE_MAP.raw_names if n != "OHCURR"), ORDHDR.c.OHCURR)
+                .join_from(ORDDTL, ORDHDR, ORDDTL.c.ODORNO == ORDHDR.c.OHORNO)
+                .where(ORDDTL.c.ODORNO.in_(list(numbers))).order_by(ORDDTL.c.ODORNO, ORDDTL.c.ODLINE))
+        rows = await self.transport.rows("lines_of_orders", stmt, keys=len(numbers))
+        grouped: dict[int, list[ErpOrderLine]] = defaultdict(list)
+        for row in rows:
+            line = self._map(LINE_MAP, row)
+            grouped[line.order].append(line)
+        return {n: tuple(grouped.get(n, ())) for n in numbers}
+
+    async def items(self, numbers: Sequence[str], _: None = None) -> dict[str, ErpItem]:
+        stmt = select(*_cols(ITMMAS, self.item_map)).where(ITMMAS.c.IMITNO.in_([item_key(n) for n in numbers]))
+        rows = await self.transport.rows("items", stmt, keys=len(numbers))
+        return {i.number: i for i in (self._map(self.item_map, r) for r in rows)}
+
+    async def item_page(self, query: ItemQuery) -> Slice[ErpItem]:
+        """Items by text (in number or description), in item-number order."""
+        stmt = select(*_cols(ITMMAS, self.item_map)).order_by(ITMMAS.c.IMITNO).limit(query.first + 1)
+        if query.text:
+            needle = query.text.strip().upper()
+            stmt = stmt.where(or_(func.upper(ITMMAS.c.IMDESC).contains(needle, autoescape=True),
+                                  func.upper(ITMMAS.c.IMITNO).contains(needle, autoescape=True)))
+        if query.after is not None:
+            parts = decode_cursor(query.after)
+            if len(parts) != 1 or not isinstance(parts[0], str):
+                raise ValueError("malformed cursor")
+            stmt = stmt.where(item_key(parts[0]) < ITMMAS.c.IMITNO)
+        rows = list(await self.transport.rows("item_page", stmt))
+        page = [self._map(self.item_map, r) for r in rows[: query.first]]
+        return Slice(tuple(page), tuple(encode_cursor(i.number) for i in page), len(rows) > query.first)
+
+    async def stock_of_items(self, numbers: Sequence[str], _: None = None) -> dict[str, tuple[ErpStock, ...]]:
+        stmt = (select(*_cols(ITMBAL, STOCK_MAP)).where(ITMBAL.c.IBITNO.in_([item_key(n) for n in numbers]))
+                .order_by(ITMBAL.c.IBITNO, ITMBAL.c.IBWHSE))
+        rows = await self.transport.rows("stock_of_items", stmt, keys=len(numbers))
+        grouped: dict[str, list[ErpStock]] = defaultdict(list)
+        for row in rows:
+            stock = self._map(STOCK_MAP, row)
+            grouped[stock.item].append(stock)
+        return {n: tuple(grouped.get(n, ())) for n in numbers}
+
+    async def warehouses(self, codes: Sequence[str] | None = None, _: None = None) -> dict[str, ErpWarehouse]:
+        """Warehouses by code; all of them when `codes` is None (there are only a few)."""
+        stmt = select(*_cols(WHSMAS, WAREHOUSE_MAP)).order_by(WHSMAS.c.WHWHSE)
+        if codes is not None:
+            stmt = stmt.where(WHSMAS.c.WHWHSE.in_([c.strip() for c in codes]))
+        rows = await self.transport.rows("warehouses", stmt, keys=len(codes or ()))
+        return {w.code: w for w in (self._map(WAREHOUSE_MAP, r) for r in rows)}
+
+    async def vendors(self, numbers: Sequence[str] | None = None, _: None = None) -> dict[str, ErpVendor]:
+        """Vendors (the ERP's view of partners) by number; all of them when `numbers` is None."""
+        stmt = select(*_cols(VENMAS, VENDOR_MAP)).order_by(VENMAS.c.VNVNNO)
+        if numbers is not None:
+            stmt = stmt.where(VENMAS.c.VNVNNO.in_([n.strip() for n in numbers]))
+        rows = await self.transport.rows("vendors", stmt, keys=len(numbers or ()))
+        return {v.number: v for v in (self._map(VENDOR_MAP, r) for r in rows)}
+
+    async def health(self) -> Health:
+        return await self.transport.health()
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+__all__ = ["ErpCustomer", "ErpItem", "ErpOrder", "ErpOrderLine", "ErpSource", "ErpStock", "ErpVendor",
+           "ErpWarehouse", "ItemQuery", "MappingError", "OrderQuery"]

@@ -1,0 +1,50 @@
+"""Errors a source raises. Each carries a stable `code` that reaches clients as `extensions.code`."""
+
+from __future__ import annotations
+
+
+class SourceError(Exception):
+    """An upstream system could not answer as asked."""
+
+    code = "SOURCE_ERROR"
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.detail = message
+
+    @property
+    def public_message(self) -> str:
+        """What a client may read: names the source, never its URL, SQL or credentials."""
+        return f"Source '{self.source}' is unavailable"
+
+
+class SourceUnavailable(SourceError):
+    code = "SOURCE_UNAVAILABLE"
+
+
+class SourceTimeout(SourceError):
+    code = "SOURCE_TIMEOUT"
+
+    @property
+    def public_message(self) -> str:
+        return f"Source '{self.source}' did not answer in time"
+
+
+class UpstreamBadResponse(SourceError):
+    """The upstream answered, but not in the shape its mapping expects."""
+
+    code = "UPSTREAM_BAD_RESPONSE"
+
+    @property
+    def public_message(self) -> str:
+        return f"Source '{self.source}' sent an answer the gateway could not read"
+
+
+class MappingError(ValueError):
+    """A raw value could not be converted to its clean type."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"field {field!r}: {reason} (got {value!r})")
+        self.field = field
+        self.value = value
