@@ -1,0 +1,186 @@
+"""Start the whole demo: seed the ERP, start the CRM and partner systems as processes, serve the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from demo.secrets import DemoSecrets, load_or_create
+from demo.world import Sizes, World
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    seed: int = 42
+    customers: int = 5_000
+    orders: int = 50_000
+    items: int = 500
+    erp_url: str | None = None
+    port: int = 8000
+    data_dir: Path = Path("demo-data")
+
+    @property
+    def world(self) -> World:
+        return World(seed=self.seed, sizes=Sizes(customers=self.customers, orders=self.orders, items=self.items))
+
+    @property
+    def erp(self) -> str:
+        return self.erp_url or f"sqlite+aiosqlite:///{self.data_dir / 'erp.db'}"
+
+    def port_of(self, system: str) -> int:
+        return self.port + {"crm": 101, "supplier": 102, "logistics": 103}[system]
+
+
+def gateway_toml(options: DemoOptions, secrets: DemoSecrets) -> str:
+    """The gateway configuration for the demo systems (it holds their generated credentials)."""
+    return f"""# Written by `gateway demo`; holds this checkout's generated demo credentials.
+database_url = "sqlite+aiosqlite:///{options.data_dir / 'gateway.db'}"
+
+[server]
+host = "127.0.0.1"
+port = {options.port}
+graphiql = true
+
+[sources.erp]
+url = "{options.erp}"
+timeout_s = 5.0
+
+[sources.crm]
+base_url = "http://127.0.0.1:{options.port_of('crm')}"
+timeout_s = 5.0
+
+[sources.crm.auth]
+kind = "oauth2_client_credentials"
+token_url = "/oauth/token"
+client_id = "{secrets.crm_client_id}"
+client_secret = "{secrets.crm_client_secret}"
+
+[sources.supplier]
+base_url = "http://127.0.0.1:{options.port_of('supplier')}"
+timeout_s = 5.0
+
+[sources.supplier.auth]
+kind = "api_key"
+header = "X-Api-Key"
+key = "{secrets.supplier_api_key}"
+
+[sources.logistics]
+base_url = "http://127.0.0.1:{options.port_of('logistics')}"
+timeout_s = 5.0
+
+[sources.logistics.auth]
+kind = "basic"
+username = "{secrets.logistics_user}"
+password = "{secrets.logistics_password}"
+"""
+
+
+async def prepare(options: DemoOptions, console: Console) -> Path:
+    """Seed the ERP (if not seeded with these options), store the maintained links, write the config."""
+    from demo.erp.seed import is_seeded, seed
+    from sources.crosswalk import SqlLinkStore
+    from sources.sql import make_engine
+
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    secrets = load_or_create(options.data_dir)
+    world = options.world
+    if await is_seeded(options.erp, world):
+        console.print(f"ERP already seeded ({options.erp})")
+    else:
+        with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            tasks: dict[str, int] = {}
+
+            def report(table: str, done: int, total: int) -> None:
+                if table not in tasks:
+                    tasks[table] = int(progress.add_task(table, total=total))
+                progress.update(tasks[table], completed=done, total=total)  # type: ignore[arg-type]
+
+            stats = await seed(options.erp, world, progress=report)
+        console.print(f"seeded the ERP in {stats.seconds:.1f}s")
+    engine = make_engine(f"sqlite+aiosqlite:///{options.data_dir / 'gateway.db'}")
+    links = SqlLinkStore(engine)
+    await links.create()
+    existing = await links.all()
+    for crm_id, erp_number in world.manual_links:
+        if existing.get(crm_id) != erp_number:
+            await links.put(crm_id, erp_number, "maintained by the data steward (demo)")
+    await engine.dispose()
+    config = options.data_dir / "gateway.toml"
+    config.write_text(gateway_toml(options, secrets))
+    config.chmod(0o600)
+    return config
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process on port {port} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+@contextlib.contextmanager
+def sample_systems(options: DemoOptions) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start the CRM, supplier and logistics systems as separate processes; stop them on exit."""
+    sizes = ["--seed", str(options.seed), "--customers", str(options.customers), "--orders", str(options.orders),
+             "--items", str(options.items)]
+    env = {**os.environ, "DEMO_DATA_DIR": str(options.data_dir)}
+    commands = {
+        "crm": [sys.executable, "-m", "demo.crm", "--port", str(options.port_of("crm")), *sizes],
+        "supplier": [sys.executable, "-m", "demo.partners", "supplier", "--port", str(options.port_of("supplier")),
+                     *sizes],
+        "logistics": [sys.executable, "-m", "demo.partners", "logistics", "--port",
+                      str(options.port_of("logistics")), *sizes],
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, command in commands.items():
+            process = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and module
+            processes.append(process)
+            _wait_for_port(options.port_of(name), process)
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def run_demo(options: DemoOptions, console: Console) -> None:
+    import uvicorn
+
+    from gateway.graphiql import example_queries
+
+    config = asyncio.run(prepare(options, console))
+    os.environ["GATEWAY_CONFIG"] = str(config)
+    with sample_systems(options):
+        url = f"http://127.0.0.1:{options.port}/graphql"
+        console.rule("[bold]gateway demo")
+        console.print(f"GraphiQL:  [link={url}]{url}[/link]  (open it in a browser)")
+        name, query = next(iter(example_queries().items()))
+        console.print(f"Example ({name}); more are preloaded in GraphiQL:\n")
+        console.print(query, markup=False, highlight=False)
+        console.print(f"curl: curl -s {url} -H 'content-type: application/json' "
+                      "-d '{\"query\": \"{ customer(number: \\\"100001\\\") { name creditLimit { amount } } }\"}'\n")
+        uvicorn.run("gateway.asgi:create", factory=True, host="127.0.0.1", port=options.port, log_level="info",
+                    access_log=False)
