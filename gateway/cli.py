@@ -26,6 +26,8 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML 
 
 
 def _settings(config: Path | None) -> Settings:
+    if config is not None:
+        os.environ["GATEWAY_CONFIG"] = str(config)  # so that `serve` workers read the same file
     try:
         return load_settings(config)
     except ConfigError as exc:
@@ -156,3 +158,7 @@ def crosswalk_unlink(crm_id: str, config: ConfigOption = None) -> None:
         console.print(f"[yellow]no maintained link for {crm_id}[/yellow]")
         raise typer.Exit(1)
     console.print(f"removed the link of CRM {crm_id}")
+
+
+if __name__ == "__main__":
+    app()

@@ -8,6 +8,7 @@ path in GATEWAY_CONFIG. docs/configuration.md lists every setting.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -123,12 +124,15 @@ class Settings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_reading.get())
 
 
-def config_file() -> Path | None:
-    """The TOML file to read: GATEWAY_CONFIG if set (it must exist), else ./gateway.toml if present."""
-    named = os.environ.get("GATEWAY_CONFIG")
+_reading: ContextVar[Path | None] = ContextVar("gateway_config_file", default=None)
+
+
+def config_file(given: Path | None = None) -> Path | None:
+    """The TOML file to read: the one given, else GATEWAY_CONFIG (it must exist), else ./gateway.toml."""
+    named = str(given) if given is not None else os.environ.get("GATEWAY_CONFIG")
     if named:
         path = Path(named)
         if not path.is_file():
@@ -143,8 +147,7 @@ class ConfigError(Exception):
 
 def load_settings(config: Path | None = None) -> Settings:
     """Read and validate the settings; every problem is reported at once, with the setting's path."""
-    if config is not None:
-        os.environ["GATEWAY_CONFIG"] = str(config)
+    token = _reading.set(config_file(config))
     try:
         return Settings()
     except ValidationError as exc:
@@ -152,3 +155,5 @@ def load_settings(config: Path | None = None) -> Settings:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read configuration: {exc}") from None
+    finally:
+        _reading.reset(token)
