@@ -37,7 +37,7 @@ async def _warm_crosswalk(services: Services) -> None:
 def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
               warm: bool = True) -> Starlette:
     """The gateway for these settings. `transports` routes REST sources in-process (tests)."""
-    schema = build_schema([ErrorCodes])
+    schema = build_schema((ErrorCodes,))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ from strawberry import relay
 
 from resolvers import customer as customers
 from schema.types.common import (
+    Connection,
     GatewayInfo,
     OrderStatus,
     PartnerKind,
@@ -74,7 +75,7 @@ class Query:
 
     @strawberry.field(description="Customers from the CRM, by name.")
     async def customers(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                        filter: CustomerFilter | None = None) -> relay.Connection[Customer]:
+                        filter: CustomerFilter | None = None) -> Connection[Customer]:
         query = CustomerQuery(first=page_size(info, first), after=after,
                               text=filter.name if filter else None, segment=filter.segment if filter else None)
         found, cursors, has_next = await customers.page(info, query)
@@ -86,7 +87,7 @@ class Query:
 
     @strawberry.field(description="Orders, newest first.")
     async def orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                     filter: OrderListFilter | None = None) -> relay.Connection[Order]:
+                     filter: OrderListFilter | None = None) -> Connection[Order]:
         query = OrderQuery(
             first=page_size(info, first), after=after,
             statuses=tuple(filter.statuses or ()) if filter else (),
@@ -103,7 +104,7 @@ class Query:
 
     @strawberry.field(description="Products, in SKU order.")
     async def products(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                       filter: ProductFilter | None = None) -> relay.Connection[Product]:
+                       filter: ProductFilter | None = None) -> Connection[Product]:
         query = ItemQuery(first=page_size(info, first), after=after, text=filter.text if filter else None)
         result = await info.context.services.erp.item_page(query)
         return to_connection(result, lambda i: Product(key=i.number, record=i))
@@ -124,7 +125,7 @@ class Query:
 
     @strawberry.field(description="Purchase orders from the supplier portal, newest first.")
     async def purchase_orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                              filter: PurchaseOrderFilter | None = None) -> relay.Connection[PurchaseOrder]:
+                              filter: PurchaseOrderFilter | None = None) -> Connection[PurchaseOrder]:
         query = PurchaseOrderQuery(first=page_size(info, first), after=after,
                                    supplier=filter.partner if filter else None,
                                    status=filter.status if filter else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from functools import cache
 
 import strawberry
 from strawberry.extensions import SchemaExtension
@@ -17,7 +17,9 @@ from schema.types.product import Product, Warehouse
 NODE_TYPES = (Customer, Order, Shipment, Product, Warehouse, Partner, PurchaseOrder)
 
 
-def build_schema(extensions: Sequence[type[SchemaExtension] | SchemaExtension] = ()) -> strawberry.Schema:
+@cache
+def build_schema(extensions: tuple[type[SchemaExtension], ...] = ()) -> strawberry.Schema:
+    """The schema, built once per process and extension set (strawberry's relay fields bind to one schema)."""
     return strawberry.Schema(
         query=Query, types=NODE_TYPES, extensions=list(extensions),
         config=StrawberryConfig(disable_field_suggestions=True),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -14,20 +14,30 @@ from strawberry.types import Info
 from resolvers.context import Context
 from sources import values
 from sources.base import Slice
+from sources.values import (
+    CustomerStatus,
+    InteractionKind,
+    OrderStatus,
+    PartnerKind,
+    PaymentTerms,
+    PurchaseOrderStatus,
+    Segment,
+    ShipmentStatus,
+)
+
+__all__ = ["CustomerStatus", "InteractionKind", "OrderStatus", "PartnerKind", "PaymentTerms",
+           "PurchaseOrderStatus", "Segment", "ShipmentStatus"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 GatewayInfo = Info[Context, None]
 
-OrderStatus = strawberry.enum(values.OrderStatus, description="Where an order is in its life.")
-CustomerStatus = strawberry.enum(values.CustomerStatus)
-PaymentTerms = strawberry.enum(values.PaymentTerms)
-Segment = strawberry.enum(values.Segment, description="The CRM's market segment.")
-InteractionKind = strawberry.enum(values.InteractionKind)
-PartnerKind = strawberry.enum(values.PartnerKind)
-PurchaseOrderStatus = strawberry.enum(values.PurchaseOrderStatus)
-ShipmentStatus = strawberry.enum(values.ShipmentStatus)
+# The business enums are the sources' own; strawberry.enum registers them in place.
+strawberry.enum(OrderStatus, description="Where an order is in its life.")
+strawberry.enum(Segment, description="The CRM's market segment.")
+for _enum in (CustomerStatus, PaymentTerms, InteractionKind, PartnerKind, PurchaseOrderStatus, ShipmentStatus):
+    strawberry.enum(_enum)
 
 
 @strawberry.type(description="An exact amount of money. `amount` is a decimal string, never a float.")
@@ -52,10 +62,22 @@ def page_size(info: GatewayInfo, first: int) -> int:
     return first
 
 
-def to_connection(page: Slice[R], make: Callable[[R], T]) -> relay.Connection[T]:
+@strawberry.type(description="An item of a list, with the cursor that resumes after it.")
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type(description="One page of a list (Relay cursor connection).")
+class Connection(Generic[T]):
+    page_info: relay.PageInfo
+    edges: list[Edge[T]]
+
+
+def to_connection(page: Slice[R], make: Callable[[R], T]) -> Connection[T]:
     """A Relay connection from one page of source records."""
-    edges = [relay.Edge(cursor=c, node=make(r)) for r, c in zip(page.items, page.cursors, strict=True)]
-    return relay.Connection(
+    edges = [Edge(cursor=c, node=make(r)) for r, c in zip(page.items, page.cursors, strict=True)]
+    return Connection(
         edges=edges,
         page_info=relay.PageInfo(
             has_next_page=page.has_next, has_previous_page=False,
@@ -64,5 +86,5 @@ def to_connection(page: Slice[R], make: Callable[[R], T]) -> relay.Connection[T]
     )
 
 
-def empty_connection() -> relay.Connection[Any]:
+def empty_connection() -> Connection[Any]:
     return to_connection(Slice.empty(), lambda r: r)

@@ -11,6 +11,7 @@ from strawberry import relay
 
 from resolvers import customer as resolve
 from schema.types.common import (
+    Connection,
     CustomerStatus,
     GatewayInfo,
     InteractionKind,
@@ -130,7 +131,7 @@ class Customer(relay.Node):
 
     @strawberry.field(description="The customer's orders, newest first.")
     async def orders(self, info: GatewayInfo, first: int = 10, after: str | None = None,
-                     filter: OrderFilter | None = None) -> relay.Connection[OrderRef]:
+                     filter: OrderFilter | None = None) -> Connection[OrderRef]:
         from schema.types.order import Order
 
         query = OrderQuery(
@@ -145,7 +146,7 @@ class Customer(relay.Node):
 
     @strawberry.field(description="CRM interactions, newest first.")
     async def interactions(self, info: GatewayInfo, first: int = 10, after: str | None = None,
-                           kind: InteractionKind | None = None) -> relay.Connection[Interaction]:
+                           kind: InteractionKind | None = None) -> Connection[Interaction]:
         query = InteractionQuery(first=page_size(info, first), after=after,
                                  kind=kind)
         if self.crm_id is None:

@@ -1,0 +1,55 @@
+"""Fixtures for the database servers of this machine.
+
+`postgres_url` and `mariadb_url` each give a fresh, empty database that is dropped afterwards. When a
+server is not reachable the test is skipped locally, but fails under CI=true: CI must test those paths.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+MARIADB_ADMIN = os.environ.get("TEST_MARIADB_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
+
+
+def _unavailable(server: str, exc: Exception) -> None:
+    message = f"{server} is not reachable: {type(exc).__name__}: {exc}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: this path must be tested)")
+    pytest.skip(message)
+
+
+async def _fresh_database(admin_url: str, server: str) -> AsyncIterator[str]:
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f"CREATE DATABASE {name}"))
+    except (OSError, Exception) as exc:
+        await engine.dispose()
+        _unavailable(server, exc)
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        async with engine.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        await engine.dispose()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async for url in _fresh_database(POSTGRES_ADMIN, "PostgreSQL"):
+        yield url
+
+
+@pytest.fixture
+async def mariadb_url() -> AsyncIterator[str]:
+    async for url in _fresh_database(MARIADB_ADMIN, "MariaDB"):
+        yield url

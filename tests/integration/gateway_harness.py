@@ -1,0 +1,117 @@
+"""A gateway wired to the sample systems for GraphQL-level tests.
+
+The ERP is a real SQLite database seeded from a small world; the CRM and partner systems are the real
+sample apps, reached through httpx's in-process ASGI transport wrapped in a request counter, so tests
+can check upstream call counts independently of the gateway's own records.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+from starlette.applications import Starlette
+
+from demo.crm.app import create_app as crm_app
+from demo.partners.logistics import create_app as logistics_app
+from demo.partners.supplier import create_app as supplier_app
+from demo.secrets import DemoSecrets
+from demo.world import World
+from gateway.app import build_app
+from gateway.settings import Settings
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Counts the requests that reach a sample system, by path."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.paths: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths[request.url.path] += 1
+        return await self.inner.handle_async_request(request)
+
+    @property
+    def total(self) -> int:
+        return sum(self.paths.values())
+
+
+@dataclass
+class Harness:
+    client: httpx.AsyncClient
+    app: Starlette
+    world: World
+    upstream: Mapping[str, CountingTransport]
+    sql: list[str] = field(default_factory=list)
+
+    def reset_counts(self) -> None:
+        for transport in self.upstream.values():
+            transport.paths.clear()
+        self.sql.clear()
+
+    async def query(self, query: str, variables: dict[str, Any] | None = None,
+                    headers: dict[str, str] | None = None) -> dict[str, Any]:
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables},
+                                          headers=headers or {})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, **server: Any) -> Settings:
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{db_path}",
+        server={"expose_upstream_calls": True, **server},
+        sources={
+            "erp": {"url": erp_url},
+            "crm": {"base_url": "http://crm.test", "auth": {
+                "kind": "oauth2_client_credentials", "client_id": secrets.crm_client_id,
+                "client_secret": secrets.crm_client_secret}},
+            "supplier": {"base_url": "http://supplier.test", "auth": {
+                "kind": "api_key", "header": "X-Api-Key", "key": secrets.supplier_api_key}},
+            "logistics": {"base_url": "http://logistics.test", "auth": {
+                "kind": "basic", "username": secrets.logistics_user, "password": secrets.logistics_password}},
+        },
+    )
+
+
+@asynccontextmanager
+async def running_gateway(world: World, erp_url: str, db_path: Path, **server: Any) -> AsyncIterator[Harness]:
+    secrets = DemoSecrets.generate()
+    upstream = {
+        "crm": CountingTransport(crm_app(world, client_id=secrets.crm_client_id,
+                                         client_secret=secrets.crm_client_secret, admin_key=secrets.admin_key)),
+        "supplier": CountingTransport(supplier_app(world, api_key=secrets.supplier_api_key,
+                                                   admin_key=secrets.admin_key)),
+        "logistics": CountingTransport(logistics_app(world, username=secrets.logistics_user,
+                                                     password=secrets.logistics_password,
+                                                     admin_key=secrets.admin_key)),
+    }
+    settings = settings_for(erp_url, db_path, secrets, **server)
+    app = build_app(settings, transports=upstream, warm=False)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        for crm_id, erp_number in world.manual_links:
+            await services.links.put(crm_id, erp_number, "test")
+        await services.crosswalk.index()  # built once per process; tests count calls of queries only
+        harness = Harness(client=httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                   base_url="http://gateway.test"),
+                          app=app, world=world, upstream=upstream)
+
+        def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            harness.sql.append(statement)
+
+        engine = services.erp.transport.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", on_statement)
+        try:
+            async with harness.client:
+                yield harness
+        finally:
+            event.remove(engine, "before_cursor_execute", on_statement)

@@ -1,0 +1,94 @@
+"""GraphQL over HTTP: media types, status codes and clear errors for malformed requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.gateway_harness import Harness
+
+GQL_RESPONSE = "application/graphql-response+json"
+SIMPLE = "{ warehouses { code } }"
+
+
+async def test_graphql_response_media_type_when_accepted(gw: Harness) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE}, headers={"accept": GQL_RESPONSE})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith(GQL_RESPONSE)
+    assert [w["code"] for w in r.json()["data"]["warehouses"]]
+
+
+async def test_json_is_the_default_media_type(gw: Harness) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE})
+    assert r.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(("accept", "status"), [(GQL_RESPONSE, 400), ("application/json", 200)])
+async def test_validation_errors_status_depends_on_media_type(gw: Harness, accept: str, status: int) -> None:
+    r = await gw.client.post("/graphql", json={"query": "{ warehouses { nope } }"}, headers={"accept": accept})
+    assert r.status_code == status
+    body = r.json()
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert gw.sql == []
+
+
+async def test_field_suggestions_are_off(gw: Harness) -> None:
+    r = await gw.client.post("/graphql", json={"query": "{ warehouse { code } }"})
+    assert "Did you mean" not in r.text
+
+
+async def test_syntax_error(gw: Harness) -> None:
+    r = await gw.client.post("/graphql", json={"query": "{ warehouses { "}, headers={"accept": GQL_RESPONSE})
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code"), [
+    (b"{not json", "application/json", 400, "BAD_REQUEST"),
+    (b'{"query": 5}', "application/json", 400, "BAD_REQUEST"),
+    (b'{"variables": {}}', "application/json", 400, "BAD_REQUEST"),
+    (b'["a"]', "application/json", 400, "BAD_REQUEST"),
+    (b'{"query": "{ warehouses { code } }", "variables": [1]}', "application/json", 400, "BAD_REQUEST"),
+    (b"{ warehouses { code } }", "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+])
+async def test_malformed_requests_get_a_clear_4xx(gw: Harness, body: bytes, content_type: str, status: int,
+                                                  code: str) -> None:
+    r = await gw.client.post("/graphql", content=body, headers={"content-type": content_type})
+    assert r.status_code == status
+    assert r.json()["errors"][0]["extensions"]["code"] == code
+    assert gw.sql == [] and all(t.total == 0 for t in gw.upstream.values())
+
+
+async def test_unacceptable_accept_header(gw: Harness) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE}, headers={"accept": "text/csv"})
+    assert r.status_code == 406
+
+
+async def test_queries_over_get(gw: Harness) -> None:
+    r = await gw.client.get("/graphql", params={"query": SIMPLE}, headers={"accept": GQL_RESPONSE})
+    assert r.status_code == 200 and r.json()["data"]["warehouses"]
+
+
+async def test_no_mutations_over_get(gw: Harness) -> None:
+    r = await gw.client.get("/graphql", params={"query": "mutation { x }"})
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_graphiql_page_has_the_example_queries(gw: Harness) -> None:
+    r = await gw.client.get("/graphql", headers={"accept": "text/html"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "GraphiQL" in r.text and "query Customer360" in r.text and "query OrderList" in r.text
+
+
+async def test_request_id_is_echoed_or_made(gw: Harness) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE}, headers={"x-request-id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = await gw.client.post("/graphql", json={"query": SIMPLE}, headers={"x-request-id": "bad id\n"})
+    assert r.headers["x-request-id"] != "bad id\n" and len(r.headers["x-request-id"]) == 32
+
+
+async def test_health_endpoints(gw: Harness) -> None:
+    assert (await gw.client.get("/healthz")).json() == {"status": "ok"}
+    ready = await gw.client.get("/readyz")
+    assert set(ready.json()["sources"]) == {"erp", "crm", "supplier", "logistics"}
