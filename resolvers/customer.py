@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from sources.crm import CrmCustomer, CustomerQuery
 from sources.crosswalk import CrosswalkIndex
 from sources.erp import ErpCustomer
+from sources.errors import SourceError
 
 if TYPE_CHECKING:
     from schema.types.common import GatewayInfo
@@ -73,13 +74,22 @@ async def erp_record(info: GatewayInfo, customer: Customer) -> ErpCustomer | Non
     return await ctx.loaders.load(ctx.services.erp.customers, customer.erp_number)
 
 
-async def name(info: GatewayInfo, customer: Customer) -> str:
-    """The CRM's name (kept by account managers); the ERP's for customers the CRM does not know."""
-    crm = await crm_record(info, customer)
+async def name(info: GatewayInfo, customer: Customer) -> str | None:
+    """The CRM's name (kept by account managers); the ERP's when the CRM has no record or cannot answer.
+
+    Both systems hold the name, so a CRM failure need not cost the field; it only fails when neither
+    system can name the customer.
+    """
+    try:
+        crm = await crm_record(info, customer)
+    except SourceError:
+        if customer.erp_number is None:
+            raise
+        crm = None
     if crm is not None:
         return crm.name
     erp = await erp_record(info, customer)
-    return erp.name if erp is not None else ""
+    return erp.name if erp is not None else None
 
 
 async def phone(info: GatewayInfo, customer: Customer) -> str | None:

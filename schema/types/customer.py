@@ -72,8 +72,8 @@ class Customer(relay.Node):
     def crm_reference(self) -> str | None:
         return self.crm_id
 
-    @strawberry.field
-    async def name(self, info: GatewayInfo) -> str:
+    @strawberry.field(description="The CRM's name; the ERP's when the CRM has no record or cannot answer.")
+    async def name(self, info: GatewayInfo) -> str | None:
         return await resolve.name(info, self)
 
     @strawberry.field(description="Lower-cased e-mail of the main contact.")
@@ -131,7 +131,7 @@ class Customer(relay.Node):
 
     @strawberry.field(description="The customer's orders, newest first.")
     async def orders(self, info: GatewayInfo, first: int = 10, after: str | None = None,
-                     filter: OrderFilter | None = None) -> Connection[OrderRef]:
+                     filter: OrderFilter | None = None) -> Connection[OrderRef] | None:
         from schema.types.order import Order
 
         query = OrderQuery(
@@ -146,7 +146,7 @@ class Customer(relay.Node):
 
     @strawberry.field(description="CRM interactions, newest first.")
     async def interactions(self, info: GatewayInfo, first: int = 10, after: str | None = None,
-                           kind: InteractionKind | None = None) -> Connection[Interaction]:
+                           kind: InteractionKind | None = None) -> Connection[Interaction] | None:
         query = InteractionQuery(first=page_size(info, first), after=after,
                                  kind=kind)
         if self.crm_id is None:

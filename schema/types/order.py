@@ -82,12 +82,12 @@ class Order(relay.Node):
         return Money(amount=self.record.total.amount, currency=self.record.total.currency)
 
     @strawberry.field
-    async def customer(self, info: GatewayInfo) -> CustomerRef:
+    async def customer(self, info: GatewayInfo) -> CustomerRef | None:
         index = await info.context.services.crosswalk.index()
         return customers.from_erp_number(index, self.record.customer)
 
     @strawberry.field
-    async def lines(self, info: GatewayInfo) -> list[OrderLine]:
+    async def lines(self, info: GatewayInfo) -> list[OrderLine] | None:
         ctx = info.context
         lines = await ctx.loaders.load(ctx.services.erp.lines_of_orders, self.record.number)
         return [OrderLine(record=line) for line in lines or ()]
@@ -103,7 +103,7 @@ class Order(relay.Node):
         return Warehouse.of(found) if found else None
 
     @strawberry.field(description="Shipments of this order, from the logistics provider.")
-    async def shipments(self, info: GatewayInfo) -> list[Shipment]:
+    async def shipments(self, info: GatewayInfo) -> list[Shipment] | None:
         ctx = info.context
         found = await ctx.loaders.load(ctx.services.logistics.shipments_for_orders, self.record.number)
         return [Shipment.of(s) for s in found or ()]

@@ -124,7 +124,7 @@ class Product(relay.Node):
         return Money(amount=self.record.list_price.amount, currency=self.record.list_price.currency)
 
     @strawberry.field(description="Stock per warehouse.")
-    async def stock(self, info: GatewayInfo) -> list[StockLevel]:
+    async def stock(self, info: GatewayInfo) -> list[StockLevel] | None:
         ctx = info.context
         found = await ctx.loaders.load(ctx.services.erp.stock_of_items, self.record.number)
         return [StockLevel(record=s) for s in found or ()]
@@ -140,13 +140,13 @@ class Product(relay.Node):
         return Partner.of(vendor) if vendor else None
 
     @strawberry.field(description="Current offers from the supplier portal.")
-    async def offers(self, info: GatewayInfo) -> list[SupplierOffer]:
+    async def offers(self, info: GatewayInfo) -> list[SupplierOffer] | None:
         ctx = info.context
         found = await ctx.loaders.load(ctx.services.supplier.offers_for_items, self.record.number)
         return [SupplierOffer(record=o) for o in found or ()]
 
     @strawberry.field(description="Purchase orders with a line for this product.")
-    async def purchase_orders(self, info: GatewayInfo) -> list[PurchaseOrderRef]:
+    async def purchase_orders(self, info: GatewayInfo) -> list[PurchaseOrderRef] | None:
         from schema.types.partner import PurchaseOrder
 
         ctx = info.context

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from starlette.applications import Starlette
 
 from demo.crm.app import create_app as crm_app
+from demo.faults import Faults
 from demo.partners.logistics import create_app as logistics_app
 from demo.partners.supplier import create_app as supplier_app
 from demo.secrets import DemoSecrets
@@ -49,6 +50,7 @@ class Harness:
     app: Starlette
     world: World
     upstream: Mapping[str, CountingTransport]
+    faults: Mapping[str, Faults]
     sql: list[str] = field(default_factory=list)
 
     def reset_counts(self) -> None:
@@ -85,14 +87,16 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, **server: An
 @asynccontextmanager
 async def running_gateway(world: World, erp_url: str, db_path: Path, **server: Any) -> AsyncIterator[Harness]:
     secrets = DemoSecrets.generate()
+    faults = {name: Faults() for name in ("crm", "supplier", "logistics")}
     upstream = {
         "crm": CountingTransport(crm_app(world, client_id=secrets.crm_client_id,
-                                         client_secret=secrets.crm_client_secret, admin_key=secrets.admin_key)),
+                                         client_secret=secrets.crm_client_secret, admin_key=secrets.admin_key,
+                                         faults=faults["crm"])),
         "supplier": CountingTransport(supplier_app(world, api_key=secrets.supplier_api_key,
-                                                   admin_key=secrets.admin_key)),
+                                                   admin_key=secrets.admin_key, faults=faults["supplier"])),
         "logistics": CountingTransport(logistics_app(world, username=secrets.logistics_user,
                                                      password=secrets.logistics_password,
-                                                     admin_key=secrets.admin_key)),
+                                                     admin_key=secrets.admin_key, faults=faults["logistics"])),
     }
     settings = settings_for(erp_url, db_path, secrets, **server)
     app = build_app(settings, transports=upstream, warm=False)
@@ -103,7 +107,7 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, **server: A
         await services.crosswalk.index()  # built once per process; tests count calls of queries only
         harness = Harness(client=httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                                    base_url="http://gateway.test"),
-                          app=app, world=world, upstream=upstream)
+                          app=app, world=world, upstream=upstream, faults=faults)
 
         def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             harness.sql.append(statement)

@@ -1,0 +1,46 @@
+"""A failing source nulls only the fields that need it; the rest of the answer arrives, with coded errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from demo.world import World
+from tests.integration.expected import linked_customer
+from tests.integration.gateway_harness import Harness
+
+QUERY = """query($n: String!) { customer(number: $n) {
+  name email creditLimit { amount } orders(first: 2) { edges { node { number shipments { status } } } }
+  interactions(first: 2) { edges { node { kind } } } } }"""
+
+
+@pytest.fixture
+def broken(gw: Harness) -> Iterator[Harness]:
+    yield gw
+    for faults in gw.faults.values():
+        faults.outage = faults.garbage = False
+
+
+async def test_crm_outage_keeps_erp_fields(broken: Harness, world: World) -> None:
+    c = linked_customer(world, min_orders=3, min_interactions=2)
+    broken.faults["crm"].outage = True
+    body = await broken.query(QUERY, {"n": c.erp_number})
+    customer = body["data"]["customer"]
+    assert customer["name"] == c.name  # both systems know the name: the ERP's answers
+    assert customer["creditLimit"] is not None and len(customer["orders"]["edges"]) == 2
+    assert customer["email"] is None and customer["interactions"] is None
+    errors = {tuple(e["path"]): e["extensions"] for e in body["errors"]}
+    assert errors[("customer", "email")] == {"code": "SOURCE_UNAVAILABLE", "source": "crm"}
+    assert errors[("customer", "interactions")]["code"] == "SOURCE_UNAVAILABLE"
+    assert all("http" not in e["message"] for e in body["errors"])  # no upstream URLs leak
+
+
+async def test_garbage_from_logistics_is_an_upstream_bad_response(broken: Harness, world: World) -> None:
+    c = linked_customer(world, min_orders=3)
+    broken.faults["logistics"].garbage = True
+    body = await broken.query(QUERY, {"n": c.erp_number})
+    edges = body["data"]["customer"]["orders"]["edges"]
+    assert [e["node"]["shipments"] for e in edges] == [None, None]
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"UPSTREAM_BAD_RESPONSE"}
+    assert body["data"]["customer"]["email"] == c.email.lower()
