@@ -11,9 +11,10 @@ import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from gateway.errors import ErrorCodes
+from gateway.graphiql import ASSETS_PATH, assets_app
 from gateway.http import GraphQLEndpoint
 from gateway.services import build_services, close_services
 from gateway.settings import Settings
@@ -68,8 +69,11 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
                              "sources": {c.source: {"ok": c.ok, "detail": c.detail} for c in checks}},
                             status_code=200 if ready else 503)
 
-    return Starlette(routes=[
+    routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-    ], lifespan=lifespan)
+    ]
+    if settings.server.graphiql:
+        routes.append(Mount(ASSETS_PATH, app=assets_app(), name="graphiql-assets"))
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -16,13 +16,13 @@ import orjson
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
-from gateway.graphiql import graphiql_html
+from gateway.graphiql import graphiql_response
 from gateway.settings import Settings
 from resolvers.context import Context, Services
 from sources.base import recording
@@ -141,7 +141,7 @@ class GraphQLEndpoint:
         request_id = request_id_of(request)
         wants_ide = "text/html" in request.headers.get("accept", "") and self.settings.server.graphiql
         if request.method == "GET" and "query" not in request.query_params and wants_ide:
-            return HTMLResponse(graphiql_html(), headers={"X-Request-Id": request_id})
+            return graphiql_response({"X-Request-Id": request_id})
         try:
             media_type = negotiate(request.headers.get("accept", ""))
         except RequestError as exc:

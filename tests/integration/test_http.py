@@ -79,6 +79,10 @@ async def test_graphiql_page_has_the_example_queries(gw: Harness) -> None:
     r = await gw.client.get("/graphql", headers={"accept": "text/html"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "GraphiQL" in r.text and "query Customer360" in r.text and "query OrderList" in r.text
+    assert "unpkg.com" not in r.text and "script-src 'self' 'nonce-" in r.headers["content-security-policy"]
+    for asset in ("graphiql.min.js", "react.production.min.js", "react-dom.production.min.js", "graphiql.min.css"):
+        assert f"/graphiql/assets/{asset}" in r.text
+        assert (await gw.client.get(f"/graphiql/assets/{asset}")).status_code == 200
 
 
 async def test_request_id_is_echoed_or_made(gw: Harness) -> None:
