@@ -107,7 +107,7 @@ class Query:
                        filter: ProductFilter | None = None) -> Connection[Product]:
         query = ItemQuery(first=page_size(info, first), after=after, text=filter.text if filter else None)
         result = await info.context.services.erp.item_page(query)
-        return to_connection(result, lambda i: Product(key=i.number, record=i))
+        return to_connection(result, Product.of)
 
     @strawberry.field
     async def warehouses(self, info: GatewayInfo) -> list[Warehouse]:

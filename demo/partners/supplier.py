@@ -56,6 +56,18 @@ def _offset(raw: str | None) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _page(request: Request, key: str, matching: list[dict[str, Any]]) -> Response:
+    """One page of `matching` per the request's `limit` and `cursor` (an opaque offset)."""
+    limit = int_param(request, "limit", 50, PAGE_LIMIT)
+    if isinstance(limit, Response):
+        return limit
+    start = _offset(request.query_params.get("cursor"))
+    if start is None:
+        return json_response({"error": "bad cursor"}, 400)
+    more = start + limit < len(matching)
+    return json_response({key: matching[start: start + limit], "next": _cursor(start + limit) if more else None})
+
+
 def create_app(world: World, *, api_key: str, admin_key: str, faults: Faults | None = None) -> Starlette:
     faults = faults or Faults()
     data = SupplierData(world)
@@ -76,16 +88,8 @@ def create_app(world: World, *, api_key: str, admin_key: str, faults: Faults | N
         supplier = request.query_params.get("supplier")
         if not supplier:
             return json_response({"error": "give sku or supplier"}, 400)
-        limit = int_param(request, "limit", 50, PAGE_LIMIT)
-        start = _offset(request.query_params.get("cursor"))
-        if isinstance(limit, Response):
-            return limit
-        if start is None:
-            return json_response({"error": "bad cursor"}, 400)
         matching = [o for item in sorted(data.offers) for o in data.offers[item] if o["supplierCode"] == supplier]
-        page = matching[start: start + limit]
-        more = start + limit < len(matching)
-        return json_response({"offers": page, "next": _cursor(start + limit) if more else None})
+        return _page(request, "offers", matching)
 
     async def purchase_orders(request: Request) -> Response:
         if answer := denied(request):
@@ -106,17 +110,9 @@ def create_app(world: World, *, api_key: str, admin_key: str, faults: Faults | N
         if status is not None and status not in PO_STATUSES:
             return json_response({"error": f"status must be one of {', '.join(PO_STATUSES)}"}, 400)
         supplier = request.query_params.get("supplier")
-        limit = int_param(request, "limit", 50, PAGE_LIMIT)
-        start = _offset(request.query_params.get("cursor"))
-        if isinstance(limit, Response):
-            return limit
-        if start is None:
-            return json_response({"error": "bad cursor"}, 400)
         matching = [po for po in data.po_order if (supplier is None or po["supplierCode"] == supplier)
                     and (status is None or po["status"] == status)]
-        page = matching[start: start + limit]
-        more = start + limit < len(matching)
-        return json_response({"purchaseOrders": page, "next": _cursor(start + limit) if more else None})
+        return _page(request, "purchaseOrders", matching)
 
     async def confirm(request: Request) -> Response:
         if answer := denied(request):

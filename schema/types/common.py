@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
@@ -12,6 +12,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from resolvers.context import Context
+from resolvers.loaders import BatchFn
 from sources import values
 from sources.base import Slice
 from sources.values import (
@@ -30,6 +31,7 @@ __all__ = ["CustomerStatus", "InteractionKind", "OrderStatus", "PartnerKind", "P
 
 T = TypeVar("T")
 R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
 
 GatewayInfo = Info[Context, None]
 
@@ -48,6 +50,17 @@ class Money:
     @classmethod
     def of(cls, money: values.Money | None) -> Money | None:
         return None if money is None else cls(amount=money.amount, currency=money.currency)
+
+
+async def load_nodes(info: GatewayInfo, fn: BatchFn[K, None, R], keys: Iterable[K],
+                     make: Callable[[R], T]) -> list[T | None]:
+    """Records by key through the request's loader, each made into its GraphQL object (None if absent)."""
+    found = await info.context.loaders.load_many(fn, list(keys))
+    return [None if r is None else make(r) for r in found]
+
+
+async def load_node(info: GatewayInfo, fn: BatchFn[K, None, R], key: K, make: Callable[[R], T]) -> T | None:
+    return (await load_nodes(info, fn, [key], make))[0]
 
 
 def bad_input(message: str) -> GraphQLError:

@@ -10,7 +10,7 @@ import strawberry
 from strawberry import relay
 
 from resolvers import customer as customers
-from schema.types.common import GatewayInfo, Money, OrderStatus, ShipmentStatus
+from schema.types.common import GatewayInfo, Money, OrderStatus, ShipmentStatus, load_node, load_nodes
 from sources.erp import ErpOrder, ErpOrderLine
 from sources.partners import Shipment as ShipmentRecord
 from sources.partners import TrackingEvent as TrackingEventRecord
@@ -51,9 +51,7 @@ class OrderLine:
     async def product(self, info: GatewayInfo) -> ProductRef | None:
         from schema.types.product import Product
 
-        ctx = info.context
-        item = await ctx.loaders.load(ctx.services.erp.items, self.record.item)
-        return Product(key=item.number, record=item) if item else None
+        return await Product.load(info, self.record.item)
 
 
 @strawberry.type(description="An ERP sales order.")
@@ -98,9 +96,7 @@ class Order(relay.Node):
 
         if self.record.warehouse is None:
             return None
-        ctx = info.context
-        found = await ctx.loaders.load(ctx.services.erp.warehouses, self.record.warehouse)
-        return Warehouse.of(found) if found else None
+        return await load_node(info, info.context.services.erp.warehouses, self.record.warehouse, Warehouse.of)
 
     @strawberry.field(description="Shipments of this order, from the logistics provider.")
     async def shipments(self, info: GatewayInfo) -> list[Shipment] | None:
@@ -111,10 +107,8 @@ class Order(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Order | None]:
-        ctx = info.context
         keys = [int(k) if k.isdigit() else -1 for k in node_ids]
-        found = await ctx.loaders.load_many(ctx.services.erp.orders, keys)
-        return [cls.of(o) if o else None for o in found]
+        return await load_nodes(info, info.context.services.erp.orders, keys, cls.of)
 
 
 @strawberry.type(description="One scan of a shipment.")
@@ -157,19 +151,13 @@ class Shipment(relay.Node):
     async def carrier(self, info: GatewayInfo) -> PartnerRef | None:
         from schema.types.partner import Partner
 
-        ctx = info.context
-        vendor = await ctx.loaders.load(ctx.services.erp.vendors, self.record.carrier)
-        return Partner.of(vendor) if vendor else None
+        return await Partner.load(info, self.record.carrier)
 
     @strawberry.field
     async def order(self, info: GatewayInfo) -> Order | None:
-        ctx = info.context
-        found = await ctx.loaders.load(ctx.services.erp.orders, self.record.order)
-        return Order.of(found) if found else None
+        return await load_node(info, info.context.services.erp.orders, self.record.order, Order.of)
 
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Shipment | None]:
-        ctx = info.context
-        found = await ctx.loaders.load_many(ctx.services.logistics.shipments, list(node_ids))
-        return [cls.of(s) if s else None for s in found]
+        return await load_nodes(info, info.context.services.logistics.shipments, node_ids, cls.of)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import strawberry
 from strawberry import relay
 
-from schema.types.common import GatewayInfo, Money, PartnerKind, PurchaseOrderStatus
+from schema.types.common import GatewayInfo, Money, PartnerKind, PurchaseOrderStatus, load_node, load_nodes
 from schema.types.product import Product
 from sources.erp import ErpVendor
 from sources.partners import PurchaseOrder as PurchaseOrderRecord
@@ -31,9 +31,11 @@ class Partner(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Partner | None]:
-        ctx = info.context
-        found = await ctx.loaders.load_many(ctx.services.erp.vendors, list(node_ids))
-        return [cls.of(v) if v else None for v in found]
+        return await load_nodes(info, info.context.services.erp.vendors, node_ids, cls.of)
+
+    @classmethod
+    async def load(cls, info: GatewayInfo, code: str) -> Partner | None:
+        return await load_node(info, info.context.services.erp.vendors, code, cls.of)
 
 
 @strawberry.type
@@ -90,13 +92,9 @@ class PurchaseOrder(relay.Node):
 
     @strawberry.field
     async def partner(self, info: GatewayInfo) -> Partner | None:
-        ctx = info.context
-        vendor = await ctx.loaders.load(ctx.services.erp.vendors, self.record.supplier)
-        return Partner.of(vendor) if vendor else None
+        return await Partner.load(info, self.record.supplier)
 
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[PurchaseOrder | None]:
-        ctx = info.context
-        found = await ctx.loaders.load_many(ctx.services.supplier.purchase_orders, list(node_ids))
-        return [cls.of(po) if po else None for po in found]
+        return await load_nodes(info, info.context.services.supplier.purchase_orders, node_ids, cls.of)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import relay
 
-from schema.types.common import GatewayInfo, Money
+from schema.types.common import GatewayInfo, Money, load_node, load_nodes
 from sources.erp import ErpItem, ErpStock, ErpWarehouse
 from sources.partners import SupplierOffer as OfferRecord
 
@@ -35,9 +35,7 @@ class Warehouse(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Warehouse | None]:
-        ctx = info.context
-        found = await ctx.loaders.load_many(ctx.services.erp.warehouses, list(node_ids))
-        return [cls.of(w) if w else None for w in found]
+        return await load_nodes(info, info.context.services.erp.warehouses, node_ids, cls.of)
 
 
 @strawberry.type(description="Stock of one product in one warehouse.")
@@ -46,9 +44,7 @@ class StockLevel:
 
     @strawberry.field
     async def warehouse(self, info: GatewayInfo) -> Warehouse | None:
-        ctx = info.context
-        found = await ctx.loaders.load(ctx.services.erp.warehouses, self.record.warehouse)
-        return Warehouse.of(found) if found else None
+        return await load_node(info, info.context.services.erp.warehouses, self.record.warehouse, Warehouse.of)
 
     @strawberry.field(description="Physically in the warehouse.")
     def on_hand(self) -> int:
@@ -87,9 +83,7 @@ class SupplierOffer:
     async def partner(self, info: GatewayInfo) -> PartnerRef | None:
         from schema.types.partner import Partner
 
-        ctx = info.context
-        vendor = await ctx.loaders.load(ctx.services.erp.vendors, self.record.supplier)
-        return Partner.of(vendor) if vendor else None
+        return await Partner.load(info, self.record.supplier)
 
     @strawberry.field
     async def product(self, info: GatewayInfo) -> Product | None:
@@ -103,9 +97,11 @@ class Product(relay.Node):
 
     @classmethod
     async def load(cls, info: GatewayInfo, sku: str) -> Product | None:
-        ctx = info.context
-        item = await ctx.loaders.load(ctx.services.erp.items, sku)
-        return cls(key=item.number, record=item) if item else None
+        return await load_node(info, info.context.services.erp.items, sku, cls.of)
+
+    @classmethod
+    def of(cls, item: ErpItem) -> Product:
+        return cls(key=item.number, record=item)
 
     @strawberry.field
     def sku(self) -> str:
@@ -135,9 +131,7 @@ class Product(relay.Node):
 
         if self.record.main_vendor is None:
             return None
-        ctx = info.context
-        vendor = await ctx.loaders.load(ctx.services.erp.vendors, self.record.main_vendor)
-        return Partner.of(vendor) if vendor else None
+        return await Partner.load(info, self.record.main_vendor)
 
     @strawberry.field(description="Current offers from the supplier portal.")
     async def offers(self, info: GatewayInfo) -> list[SupplierOffer] | None:
@@ -156,6 +150,4 @@ class Product(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Product | None]:
-        ctx = info.context
-        found = await ctx.loaders.load_many(ctx.services.erp.items, list(node_ids))
-        return [cls(key=i.number, record=i) if i else None for i in found]
+        return await load_nodes(info, info.context.services.erp.items, node_ids, cls.of)
