@@ -53,6 +53,11 @@ host = "127.0.0.1"
 port = {options.port}
 graphiql = true
 
+[auth]
+jwt_issuer = "gateway-demo"
+jwt_audience = "gateway"
+jwt_secret = "{secrets.jwt_secret}"
+
 [sources.erp]
 url = "{options.erp}"
 timeout_s = 5.0
@@ -90,6 +95,7 @@ password = "{secrets.logistics_password}"
 async def prepare(options: DemoOptions, console: Console) -> Path:
     """Seed the ERP (if not seeded with these options), store the maintained links, write the config."""
     from demo.erp.seed import is_seeded, seed
+    from gateway.db import upgrade
     from sources.crosswalk import SqlLinkStore
     from sources.sql import make_engine
 
@@ -111,8 +117,8 @@ async def prepare(options: DemoOptions, console: Console) -> Path:
             stats = await seed(options.erp, world, progress=report)
         console.print(f"seeded the ERP in {stats.seconds:.1f}s")
     engine = make_engine(f"sqlite+aiosqlite:///{options.data_dir / 'gateway.db'}")
+    await upgrade(engine)
     links = SqlLinkStore(engine)
-    await links.create()
     existing = await links.all()
     for crm_id, erp_number in world.manual_links:
         if existing.get(crm_id) != erp_number:
@@ -166,6 +172,15 @@ def sample_systems(options: DemoOptions) -> Iterator[list[subprocess.Popen[bytes
                 process.kill()
 
 
+def demo_jwt(secrets: DemoSecrets, role: str = "admin", hours: int = 12) -> str:
+    """A JWT for the demo's staff user, signed with the demo's own secret."""
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": f"demo-{role}@example.com", "iss": "gateway-demo", "aud": "gateway", "iat": now,
+                       "exp": now + hours * 3600, "roles": [role]}, secrets.jwt_secret, algorithm="HS256")
+
+
 def run_demo(options: DemoOptions, console: Console) -> None:
     import uvicorn
 
@@ -175,12 +190,15 @@ def run_demo(options: DemoOptions, console: Console) -> None:
     os.environ["GATEWAY_CONFIG"] = str(config)
     with sample_systems(options):
         url = f"http://127.0.0.1:{options.port}/graphql"
+        token = demo_jwt(load_or_create(options.data_dir))
         console.rule("[bold]gateway demo")
-        console.print(f"GraphiQL:  [link={url}]{url}[/link]  (open it in a browser)")
+        console.print(f"GraphiQL, signed in as the demo admin (the token stays in the URL fragment, "
+                      f"which browsers never send):\n  {url}#token={token}\n", soft_wrap=True)
         name, query = next(iter(example_queries().items()))
         console.print(f"Example ({name}); more are preloaded in GraphiQL:\n")
         console.print(query, markup=False, highlight=False)
-        console.print(f"curl: curl -s {url} -H 'content-type: application/json' "
-                      "-d '{\"query\": \"{ customer(number: \\\"100001\\\") { name creditLimit { amount } } }\"}'\n")
+        console.print(f"curl: curl -s {url} -H 'content-type: application/json' -H 'authorization: Bearer {token}' "
+                      "-d '{\"query\": \"{ customer(number: \\\"100001\\\") { name creditLimit { amount } } }\"}'\n",
+                      soft_wrap=True)
         uvicorn.run("gateway.asgi:create", factory=True, host="127.0.0.1", port=options.port, log_level="info",
                     access_log=False)

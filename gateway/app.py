@@ -13,14 +13,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from auth.authenticate import Authenticator
+from auth.jwt import JwtAuthenticator, JwtConfig
+from auth.tokens import SqlTokenStore, TokenAuthenticator
+from gateway.db import upgrade
 from gateway.errors import ErrorCodes
 from gateway.graphiql import ASSETS_PATH, assets_app
 from gateway.http import GraphQLEndpoint
+from gateway.policy import OperationPolicy
 from gateway.services import build_services, close_services
 from gateway.settings import Settings
 from resolvers.context import Services
 from schema.schema import build_schema
 from sources.errors import SourceError
+from sources.sql import make_engine
 
 log = structlog.get_logger("gateway.app")
 
@@ -35,16 +41,31 @@ async def _warm_crosswalk(services: Services) -> None:
         log.info("crosswalk_ready", **index.counts())
 
 
+def authenticator(settings: Settings, tokens: SqlTokenStore) -> Authenticator:
+    auth = settings.auth
+    jwt = None
+    if auth.jwt_secret is not None or auth.jwks_url is not None:
+        config = JwtConfig(issuer=auth.jwt_issuer, audience=auth.jwt_audience,
+                           secret=auth.jwt_secret.get_secret_value() if auth.jwt_secret else None,
+                           jwks_url=auth.jwks_url, leeway_s=auth.jwt_leeway_s)
+        jwt = JwtAuthenticator(config, {role: frozenset(scopes) for role, scopes in auth.roles.items()})
+    return Authenticator(TokenAuthenticator(tokens), jwt)
+
+
 def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
               warm: bool = True) -> Starlette:
     """The gateway for these settings. `transports` routes REST sources in-process (tests)."""
-    schema = build_schema((ErrorCodes,))
+    schema = build_schema((ErrorCodes, OperationPolicy))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await build_services(settings, transports)
+        db = make_engine(settings.database_url, pool_size=5)
+        await upgrade(db)
+        services = await build_services(settings, db, transports)
         app.state.services = services
-        app.state.graphql = GraphQLEndpoint(schema, services, settings)
+        app.state.tokens = SqlTokenStore(db)
+        app.state.graphql = GraphQLEndpoint(schema, services, settings,
+                                            authenticator(settings, app.state.tokens))
         warming = asyncio.create_task(_warm_crosswalk(services)) if warm else None
         try:
             yield
@@ -52,6 +73,7 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
             if warming is not None:
                 warming.cancel()
             await close_services(services)
+            await db.dispose()
 
     async def graphql(request: Request) -> Response:
         endpoint: GraphQLEndpoint = request.app.state.graphql

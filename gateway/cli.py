@@ -94,13 +94,10 @@ def crosswalk_report(config: ConfigOption = None,
     settings = _settings(config)
 
     async def run() -> None:
-        from gateway.services import build_services, close_services
+        from gateway.services import open_services
 
-        services = await build_services(settings)
-        try:
+        async with open_services(settings) as services:
             index = await services.crosswalk.build()
-        finally:
-            await close_services(services)
         table = Table(title="crosswalk")
         table.add_column("linked by / state")
         table.add_column("CRM records", justify="right")
@@ -124,17 +121,14 @@ def crosswalk_link(crm_id: str, erp_number: str, note: str = "", config: ConfigO
     settings = _settings(config)
 
     async def run() -> None:
-        from gateway.services import build_services, close_services
+        from gateway.services import open_services
 
-        services = await build_services(settings)
-        try:
+        async with open_services(settings) as services:
             found = await services.erp.customers([erp_number.strip()])
             if not found:
                 console.print(f"[red]ERP customer {erp_number} does not exist[/red]")
                 raise typer.Exit(1)
             await services.links.put(crm_id.strip(), erp_number.strip(), note)
-        finally:
-            await close_services(services)
         console.print(f"linked CRM {crm_id} -> ERP {erp_number}")
 
     asyncio.run(run())
@@ -146,13 +140,10 @@ def crosswalk_unlink(crm_id: str, config: ConfigOption = None) -> None:
     settings = _settings(config)
 
     async def run() -> bool:
-        from gateway.services import build_services, close_services
+        from gateway.services import open_services
 
-        services = await build_services(settings)
-        try:
+        async with open_services(settings) as services:
             return await services.links.remove(crm_id.strip())
-        finally:
-            await close_services(services)
 
     if not asyncio.run(run()):
         console.print(f"[yellow]no maintained link for {crm_id}[/yellow]")

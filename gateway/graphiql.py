@@ -32,10 +32,15 @@ _PAGE = """<!doctype html>
   <script src="{assets}/graphiql.min.js"></script>
   <script id="examples" type="application/json">{examples}</script>
   <script nonce="{nonce}">
-    const tabs = JSON.parse(document.getElementById("examples").textContent);
+    // A token handed over in the URL fragment (never sent to a server) becomes the Authorization header.
+    const token = new URLSearchParams(window.location.hash.slice(1)).get("token");
+    if (token) history.replaceState(null, "", window.location.pathname + window.location.search);
+    const headers = token ? JSON.stringify({{ Authorization: "Bearer " + token }}, null, 2) : undefined;
+    const tabs = JSON.parse(document.getElementById("examples").textContent).map((t) => ({{ ...t, headers }}));
     const fetcher = GraphiQL.createFetcher({{ url: window.location.pathname }});
     ReactDOM.render(
-      React.createElement(GraphiQL, {{ fetcher, defaultTabs: tabs, defaultEditorToolsVisibility: true }}),
+      React.createElement(GraphiQL, {{ fetcher, defaultTabs: tabs, defaultHeaders: headers,
+                                       shouldPersistHeaders: false, defaultEditorToolsVisibility: true }}),
       document.getElementById("graphiql"));
   </script>
 </body>

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import strawberry
+import structlog
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,10 +23,14 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from auth.authenticate import Authenticator
+from auth.principal import AuthError
 from gateway.graphiql import graphiql_response
-from gateway.settings import Settings
+from gateway.settings import LimitSettings, Settings
 from resolvers.context import Context, Services
 from sources.base import recording
+
+log = structlog.get_logger("gateway.http")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -110,14 +115,37 @@ def _graphql_request(payload: Any) -> GraphQLRequest:
     return GraphQLRequest(query, _parse_variables(payload.get("variables")), name)
 
 
-async def read_request(request: Request) -> GraphQLRequest:
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"the body is larger than {limit} bytes", "PAYLOAD_TOO_LARGE")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"the body is larger than {limit} bytes", "PAYLOAD_TOO_LARGE")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
+    """The GraphQL request of a GET or a JSON POST.
+
+    Only `application/json` POSTs are read: browsers cannot send that cross-site without a CORS
+    preflight, and credentials travel only in the Authorization header, never in cookies. Together
+    with GET being limited to queries, that is the gateway's CSRF rule.
+    """
     if request.method == "GET":
+        if len(str(request.url)) > max_body_bytes:
+            raise RequestError(414, "the URL is too long; send the operation with POST", "URI_TOO_LONG")
         return _graphql_request(dict(request.query_params))
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != JSON:
         raise RequestError(415, f"POST bodies must be {JSON}, got {content_type or 'no content type'}",
                            "UNSUPPORTED_MEDIA_TYPE")
-    body = await request.body()
+    body = await _read_body(request, max_body_bytes)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -129,13 +157,22 @@ def _error_body(message: str, code: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
+@dataclass(slots=True)
+class RequestContext(Context):
+    """The resolvers' context plus what the gateway's own extensions need."""
+
+    limits: LimitSettings = field(default_factory=LimitSettings)
+
+
 class GraphQLEndpoint:
     """The /graphql route."""
 
-    def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings) -> None:
+    def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings,
+                 authenticator: Authenticator) -> None:
         self.schema = schema
         self.services = services
         self.settings = settings
+        self.authenticator = authenticator
 
     async def __call__(self, request: Request) -> Response:
         request_id = request_id_of(request)
@@ -147,13 +184,20 @@ class GraphQLEndpoint:
         except RequestError as exc:
             return self._respond(_error_body(exc.message, exc.code), exc.status, JSON, request_id)
         try:
-            gql = await read_request(request)
+            principal = await self.authenticator.authenticate(request.headers.get("authorization"))
+        except AuthError as exc:
+            log.info("authentication_failed", request_id=request_id, reason=exc.reason)
+            return self._respond(_error_body(AuthError.public_message, "UNAUTHENTICATED"), 401, media_type,
+                                 request_id, {"WWW-Authenticate": 'Bearer realm="gateway"'})
+        try:
+            gql = await read_request(request, self.settings.limits.max_body_bytes)
         except RequestError as exc:
             return self._respond(_error_body(exc.message, exc.code), exc.status, media_type, request_id,
                                  exc.headers)
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY,
                                                                           OperationType.MUTATION)
-        context = Context(services=self.services, request_id=request_id)
+        context = RequestContext(services=self.services, request_id=request_id, principal=principal,
+                                 limits=self.settings.limits)
         try:
             with recording(context.calls):
                 result = await self.schema.execute(gql.query, variable_values=gql.variables,
@@ -167,13 +211,17 @@ class GraphQLEndpoint:
                                  request_id)
         except MissingQueryError:
             return self._respond(_error_body("`query` is missing", "BAD_REQUEST"), 400, media_type, request_id)
-        return self._respond(self._body(result, context), self._status(result, media_type), media_type,
-                             request_id)
+        status, headers = self._status(result, media_type)
+        return self._respond(self._body(result, context), status, media_type, request_id, headers)
 
-    def _status(self, result: ExecutionResult, media_type: str) -> int:
-        if media_type == GRAPHQL_RESPONSE and isinstance(result, PreExecutionError):
-            return 400
-        return 200
+    def _status(self, result: ExecutionResult, media_type: str) -> tuple[int, dict[str, str]]:
+        if isinstance(result, PreExecutionError):
+            codes = {(e.extensions or {}).get("code") for e in result.errors or ()}
+            if codes == {"UNAUTHENTICATED"}:
+                return 401, {"WWW-Authenticate": 'Bearer realm="gateway"'}
+            if media_type == GRAPHQL_RESPONSE:
+                return 400, {}
+        return 200, {}
 
     def _body(self, result: ExecutionResult, context: Context) -> dict[str, Any]:
         body: dict[str, Any] = {}

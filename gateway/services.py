@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.db import upgrade
 from gateway.settings import (
     ApiKeyAuth,
     BasicAuth,
@@ -42,9 +45,10 @@ def rest_transport(name: str, settings: RestSourceSettings,
         max_response_bytes=int(settings.max_response_mb * 1024 * 1024))
 
 
-async def build_services(settings: Settings,
+async def build_services(settings: Settings, db: AsyncEngine,
                          transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> Services:
-    """Every source with its pooled client. `transports` lets tests route a REST source in-process."""
+    """Every source with its pooled client. `db` is the gateway's own (migrated) database; `transports`
+    lets tests route a REST source in-process."""
     transports = transports or {}
     sources = settings.sources
     erp = ErpSource(SqlTransport("erp", sources.erp.url, timeout_s=sources.erp.timeout_s,
@@ -53,14 +57,27 @@ async def build_services(settings: Settings,
     crm = CrmSource(rest_transport("crm", sources.crm, transports.get("crm")), phone_region=settings.phone_region)
     supplier = SupplierSource(rest_transport("supplier", sources.supplier, transports.get("supplier")))
     logistics = LogisticsSource(rest_transport("logistics", sources.logistics, transports.get("logistics")))
-    links = SqlLinkStore(make_engine(settings.database_url, pool_size=5))
-    await links.create()
+    links = SqlLinkStore(db)
     crosswalk = Crosswalk(crm, erp, links, refresh_seconds=settings.crosswalk.refresh_seconds)
     return Services(erp=erp, crm=crm, supplier=supplier, logistics=logistics, crosswalk=crosswalk,
                     links=links, max_page_size=settings.server.max_page_size)
 
 
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Services over a migrated gateway database, closed on exit (for the CLI)."""
+    db = make_engine(settings.database_url, pool_size=2)
+    try:
+        await upgrade(db)
+        services = await build_services(settings, db)
+        try:
+            yield services
+        finally:
+            await close_services(services)
+    finally:
+        await db.dispose()
+
+
 async def close_services(services: Services) -> None:
     for source in (services.erp, services.crm, services.supplier, services.logistics):
         await source.aclose()
-    await services.links.engine.dispose()

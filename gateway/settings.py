@@ -12,13 +12,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from auth.scopes import DEFAULT_ROLES, unknown
 
 DEFAULT_CONFIG_FILE = Path("gateway.toml")
 
@@ -100,6 +102,51 @@ class ServerSettings(_Strict):
     max_page_size: int = Field(100, ge=1, le=1000)
 
 
+class AuthSettings(_Strict):
+    """Who may call: internal users by JWT, partners by API token (see `gateway tokens`)."""
+
+    jwt_issuer: str = "gateway"
+    jwt_audience: str = "gateway"
+    jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret (demo and tests)")
+    jwks_url: str | None = Field(None, description="RS256 keys (production identity provider)")
+    jwt_leeway_s: float = Field(30, ge=0, le=300)
+    roles: dict[str, list[str]] = Field(
+        default_factory=lambda: {role: sorted(scopes) for role, scopes in DEFAULT_ROLES.items()},
+        description="role -> scopes granted to JWT users with that role")
+    allow_anonymous_health: bool = Field(True, description="unauthenticated callers may run the health query")
+
+    @field_validator("roles")
+    @classmethod
+    def _known_scopes(cls, roles: dict[str, list[str]]) -> dict[str, list[str]]:
+        for role, scopes in roles.items():
+            if bad := unknown(scopes):
+                raise ValueError(f"role {role!r} grants unknown scopes: {', '.join(sorted(bad))}")
+        return roles
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AuthSettings:
+        if self.jwt_secret is not None and self.jwks_url is not None:
+            raise ValueError("set jwt_secret (HS256) or jwks_url (RS256), not both")
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("jwt_secret must be at least 32 characters")
+        return self
+
+
+class LimitSettings(_Strict):
+    """Operation limits; every one applies before any upstream call."""
+
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="larger requests get 413")
+    max_depth: int = Field(12, ge=2, le=50)
+    max_aliases: int = Field(30, ge=1)
+    max_tokens: int = Field(2_000, ge=50)
+    max_directives: int = Field(20, ge=0)
+    max_root_fields: int = Field(10, ge=1)
+    max_cost: int = Field(50_000, ge=10, description="static cost: fields times the page sizes above them")
+    rate_per_second: float = Field(20, gt=0, description="per principal, token bucket refill rate")
+    rate_burst: int = Field(60, ge=1, description="per principal, token bucket size")
+    redis_url: str | None = Field(None, description="share the rate-limit buckets between gateway instances")
+
+
 class CrosswalkSettings(_Strict):
     refresh_seconds: float = Field(300, gt=0)
 
@@ -117,6 +164,8 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     sources: SourcesSettings = SourcesSettings()
     crosswalk: CrosswalkSettings = CrosswalkSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from auth.principal import ANONYMOUS, Principal
 from resolvers.loaders import Loaders
 from sources.base import CallLog
 from sources.crm import CrmSource
@@ -31,5 +32,6 @@ class Context:
 
     services: Services
     request_id: str
+    principal: Principal = ANONYMOUS
     calls: CallLog = field(default_factory=CallLog)
     loaders: Loaders = field(default_factory=Loaders)

@@ -8,6 +8,7 @@ import strawberry
 from strawberry import relay
 
 from resolvers import customer as customers
+from resolvers.permissions import purchase_order_supplier_filter
 from schema.types.common import (
     Connection,
     GatewayInfo,
@@ -60,8 +61,17 @@ def _customer_key(global_id: relay.GlobalID) -> str:
     return global_id.node_id
 
 
+@strawberry.type(description="Whether the gateway answers; the one query callers without credentials may run.")
+class Health:
+    status: str
+
+
 @strawberry.type
 class Query:
+    @strawberry.field(description="Liveness of the gateway itself (see /readyz for the sources).")
+    def health(self) -> Health:
+        return Health(status="ok")
+
     node: relay.Node | None = relay.node(description="Any object by its global id.")
     nodes: list[relay.Node | None] = relay.node(description="Several objects by global id, in order.")
 
@@ -126,8 +136,8 @@ class Query:
     @strawberry.field(description="Purchase orders from the supplier portal, newest first.")
     async def purchase_orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
                               filter: PurchaseOrderFilter | None = None) -> Connection[PurchaseOrder]:
-        query = PurchaseOrderQuery(first=page_size(info, first), after=after,
-                                   supplier=filter.partner if filter else None,
+        supplier = purchase_order_supplier_filter(info.context.principal, filter.partner if filter else None)
+        query = PurchaseOrderQuery(first=page_size(info, first), after=after, supplier=supplier,
                                    status=filter.status if filter else None)
         result = await info.context.services.supplier.purchase_order_page(query)
         return to_connection(result, PurchaseOrder.of)

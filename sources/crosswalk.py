@@ -95,10 +95,6 @@ class SqlLinkStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def create(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-
     async def all(self) -> dict[str, str]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(customer_links.c.crm_id, customer_links.c.erp_number))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Executable, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -18,6 +20,9 @@ from sources.errors import SourceTimeout, SourceUnavailable
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine with pooling suited to the backend (SQLite files have no server to pool for)."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         return create_async_engine(url, pool_size=pool_size, max_overflow=0)
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                                pool_recycle=1800)

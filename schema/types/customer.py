@@ -10,6 +10,7 @@ import strawberry
 from strawberry import relay
 
 from resolvers import customer as resolve
+from resolvers.permissions import check_node_type
 from schema.types.common import (
     Connection,
     CustomerStatus,
@@ -158,4 +159,5 @@ class Customer(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Customer | None]:
+        check_node_type(info, "Customer")
         return await resolve.by_keys(info, node_ids)

@@ -10,6 +10,7 @@ import strawberry
 from strawberry import relay
 
 from resolvers import customer as customers
+from resolvers.permissions import check_node_type, visible_shipments
 from schema.types.common import GatewayInfo, Money, OrderStatus, ShipmentStatus, load_node, load_nodes
 from sources.erp import ErpOrder, ErpOrderLine
 from sources.partners import Shipment as ShipmentRecord
@@ -102,11 +103,12 @@ class Order(relay.Node):
     async def shipments(self, info: GatewayInfo) -> list[Shipment] | None:
         ctx = info.context
         found = await ctx.loaders.load(ctx.services.logistics.shipments_for_orders, self.record.number)
-        return [Shipment.of(s) for s in found or ()]
+        return [Shipment.of(s) for s in visible_shipments(ctx.principal, found or ())]
 
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Order | None]:
+        check_node_type(info, "Order")
         keys = [int(k) if k.isdigit() else -1 for k in node_ids]
         return await load_nodes(info, info.context.services.erp.orders, keys, cls.of)
 
@@ -160,4 +162,7 @@ class Shipment(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Shipment | None]:
-        return await load_nodes(info, info.context.services.logistics.shipments, node_ids, cls.of)
+        check_node_type(info, "Shipment")
+        principal = info.context.principal
+        found = await load_nodes(info, info.context.services.logistics.shipments, node_ids, cls.of)
+        return [s if s is not None and visible_shipments(principal, [s.record]) else None for s in found]

@@ -9,6 +9,7 @@ from decimal import Decimal
 import strawberry
 from strawberry import relay
 
+from resolvers.permissions import check_node_type, visible_purchase_orders
 from schema.types.common import GatewayInfo, Money, PartnerKind, PurchaseOrderStatus, load_node, load_nodes
 from schema.types.product import Product
 from sources.erp import ErpVendor
@@ -31,6 +32,7 @@ class Partner(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Partner | None]:
+        check_node_type(info, "Partner")
         return await load_nodes(info, info.context.services.erp.vendors, node_ids, cls.of)
 
     @classmethod
@@ -97,4 +99,7 @@ class PurchaseOrder(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[PurchaseOrder | None]:
-        return await load_nodes(info, info.context.services.supplier.purchase_orders, node_ids, cls.of)
+        check_node_type(info, "PurchaseOrder")
+        principal = info.context.principal
+        found = await load_nodes(info, info.context.services.supplier.purchase_orders, node_ids, cls.of)
+        return [po if po is not None and visible_purchase_orders(principal, [po.record]) else None for po in found]

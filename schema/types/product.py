@@ -9,6 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import relay
 
+from resolvers.permissions import (
+    check_node_type,
+    forbidden,
+    may_see_stock,
+    visible_offers,
+    visible_purchase_orders,
+)
 from schema.types.common import GatewayInfo, Money, load_node, load_nodes
 from sources.erp import ErpItem, ErpStock, ErpWarehouse
 from sources.partners import SupplierOffer as OfferRecord
@@ -35,6 +42,7 @@ class Warehouse(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Warehouse | None]:
+        check_node_type(info, "Warehouse")
         return await load_nodes(info, info.context.services.erp.warehouses, node_ids, cls.of)
 
 
@@ -122,6 +130,10 @@ class Product(relay.Node):
     @strawberry.field(description="Stock per warehouse.")
     async def stock(self, info: GatewayInfo) -> list[StockLevel] | None:
         ctx = info.context
+        if ctx.principal.partner:
+            offers = await ctx.loaders.load(ctx.services.supplier.offers_for_items, self.record.number)
+            if not may_see_stock(ctx.principal, self.record.main_vendor, offers or ()):
+                raise forbidden("Partners see stock only of the items they supply")
         found = await ctx.loaders.load(ctx.services.erp.stock_of_items, self.record.number)
         return [StockLevel(record=s) for s in found or ()]
 
@@ -137,7 +149,7 @@ class Product(relay.Node):
     async def offers(self, info: GatewayInfo) -> list[SupplierOffer] | None:
         ctx = info.context
         found = await ctx.loaders.load(ctx.services.supplier.offers_for_items, self.record.number)
-        return [SupplierOffer(record=o) for o in found or ()]
+        return [SupplierOffer(record=o) for o in visible_offers(ctx.principal, found or ())]
 
     @strawberry.field(description="Purchase orders with a line for this product.")
     async def purchase_orders(self, info: GatewayInfo) -> list[PurchaseOrderRef] | None:
@@ -145,9 +157,10 @@ class Product(relay.Node):
 
         ctx = info.context
         found = await ctx.loaders.load(ctx.services.supplier.purchase_orders_for_items, self.record.number)
-        return [PurchaseOrder.of(po) for po in found or ()]
+        return [PurchaseOrder.of(po) for po in visible_purchase_orders(ctx.principal, found or ())]
 
     @classmethod
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Product | None]:
+        check_node_type(info, "Product")
         return await load_nodes(info, info.context.services.erp.items, node_ids, cls.of)

@@ -26,6 +26,7 @@ from demo.secrets import DemoSecrets
 from demo.world import World
 from gateway.app import build_app
 from gateway.settings import Settings
+from tests.tokens import make_jwt
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
@@ -51,6 +52,7 @@ class Harness:
     world: World
     upstream: Mapping[str, CountingTransport]
     faults: Mapping[str, Faults]
+    secrets: DemoSecrets
     sql: list[str] = field(default_factory=list)
 
     def reset_counts(self) -> None:
@@ -58,11 +60,19 @@ class Harness:
             transport.paths.clear()
         self.sql.clear()
 
-    async def query(self, query: str, variables: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None) -> dict[str, Any]:
-        response = await self.client.post("/graphql", json={"query": query, "variables": variables},
-                                          headers=headers or {})
-        assert response.status_code == 200, response.text
+    def jwt(self, *roles: str, **claims: Any) -> str:
+        return make_jwt(self.secrets.jwt_secret, roles=list(roles), **claims)
+
+    def bearer(self, token: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {token}"}
+
+    async def query(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+                    headers: dict[str, str] | None = None, status: int = 200) -> dict[str, Any]:
+        """POST a query as `token` (default: an admin JWT)."""
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables},
+            headers={**self.bearer(token or self.jwt("admin")), **(headers or {})})
+        assert response.status_code == status, response.text
         body: dict[str, Any] = response.json()
         return body
 
@@ -71,6 +81,7 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, **server: An
     return Settings(
         database_url=f"sqlite+aiosqlite:///{db_path}",
         server={"expose_upstream_calls": True, **server},
+        auth={"jwt_secret": secrets.jwt_secret},
         sources={
             "erp": {"url": erp_url},
             "crm": {"base_url": "http://crm.test", "auth": {
@@ -106,8 +117,10 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, **server: A
             await services.links.put(crm_id, erp_number, "test")
         await services.crosswalk.index()  # built once per process; tests count calls of queries only
         harness = Harness(client=httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                                   base_url="http://gateway.test"),
-                          app=app, world=world, upstream=upstream, faults=faults)
+                                                   base_url="http://gateway.test",
+                                                   headers={"authorization": "Bearer " + make_jwt(
+                                                       secrets.jwt_secret, roles=["admin"], expires_in=3600)}),
+                          app=app, world=world, upstream=upstream, faults=faults, secrets=secrets)
 
         def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             harness.sql.append(statement)
