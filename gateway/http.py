@@ -230,7 +230,7 @@ class GraphQLEndpoint:
         if result.errors:
             body["errors"] = [_format(e) for e in result.errors]
         extensions: dict[str, Any] = dict(result.extensions or {})
-        if self.settings.server.expose_upstream_calls:
+        if self.settings.server.expose_upstream_calls and context.principal.internal:
             extensions["upstreamCalls"] = [
                 {"source": c.source, "operation": c.operation, "status": c.status, "ms": round(c.ms, 2),
                  "keys": c.keys} for c in context.calls.calls]

@@ -98,7 +98,7 @@ class ServerSettings(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     graphiql: bool = True
     expose_upstream_calls: bool = Field(
-        False, description="add extensions.upstreamCalls to every answer (for development and tests)")
+        False, description="add extensions.upstreamCalls to answers to internal users (development and tests)")
     max_page_size: int = Field(100, ge=1, le=1000)
 
 

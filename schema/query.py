@@ -85,7 +85,7 @@ class Query:
 
     @strawberry.field(description="Customers from the CRM, by name.")
     async def customers(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                        filter: CustomerFilter | None = None) -> Connection[Customer]:
+                        filter: CustomerFilter | None = None) -> Connection[Customer] | None:
         query = CustomerQuery(first=page_size(info, first), after=after,
                               text=filter.name if filter else None, segment=filter.segment if filter else None)
         found, cursors, has_next = await customers.page(info, query)
@@ -97,7 +97,7 @@ class Query:
 
     @strawberry.field(description="Orders, newest first.")
     async def orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                     filter: OrderListFilter | None = None) -> Connection[Order]:
+                     filter: OrderListFilter | None = None) -> Connection[Order] | None:
         query = OrderQuery(
             first=page_size(info, first), after=after,
             statuses=tuple(filter.statuses or ()) if filter else (),
@@ -114,18 +114,18 @@ class Query:
 
     @strawberry.field(description="Products, in SKU order.")
     async def products(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                       filter: ProductFilter | None = None) -> Connection[Product]:
+                       filter: ProductFilter | None = None) -> Connection[Product] | None:
         query = ItemQuery(first=page_size(info, first), after=after, text=filter.text if filter else None)
         result = await info.context.services.erp.item_page(query)
         return to_connection(result, Product.of)
 
     @strawberry.field
-    async def warehouses(self, info: GatewayInfo) -> list[Warehouse]:
+    async def warehouses(self, info: GatewayInfo) -> list[Warehouse] | None:
         found = await info.context.services.erp.warehouses()
         return [Warehouse.of(w) for w in found.values()]
 
     @strawberry.field(description="Partners, optionally of one kind.")
-    async def partners(self, info: GatewayInfo, kind: PartnerKind | None = None) -> list[Partner]:
+    async def partners(self, info: GatewayInfo, kind: PartnerKind | None = None) -> list[Partner] | None:
         found = await info.context.services.erp.vendors()
         return [Partner.of(v) for v in found.values() if kind is None or v.kind == kind]
 
@@ -135,7 +135,7 @@ class Query:
 
     @strawberry.field(description="Purchase orders from the supplier portal, newest first.")
     async def purchase_orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                              filter: PurchaseOrderFilter | None = None) -> Connection[PurchaseOrder]:
+                              filter: PurchaseOrderFilter | None = None) -> Connection[PurchaseOrder] | None:
         supplier = purchase_order_supplier_filter(info.context.principal, filter.partner if filter else None)
         query = PurchaseOrderQuery(first=page_size(info, first), after=after, supplier=supplier,
                                    status=filter.status if filter else None)

@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import event
 from starlette.applications import Starlette
 
+from auth.scopes import ALL_SCOPES, DEFAULT_ROLES, PARTNER_SCOPES
 from demo.crm.app import create_app as crm_app
 from demo.faults import Faults
 from demo.partners.logistics import create_app as logistics_app
@@ -63,6 +64,13 @@ class Harness:
     def jwt(self, *roles: str, **claims: Any) -> str:
         return make_jwt(self.secrets.jwt_secret, roles=list(roles), **claims)
 
+    async def partner_token(self, partner_id: str, scopes: frozenset[str] | None = None, **kwargs: Any) -> str:
+        plain, _ = await self.app.state.tokens.create(name=kwargs.get("name", "test"), partner_id=partner_id,
+                                                      scopes=scopes or PARTNER_SCOPES,
+                                                      expires_at=kwargs.get("expires_at"))
+        token: str = plain
+        return token
+
     def bearer(self, token: str) -> dict[str, str]:
         return {"authorization": f"Bearer {token}"}
 
@@ -77,11 +85,20 @@ class Harness:
         return body
 
 
+def test_roles() -> dict[str, list[str]]:
+    """The default roles plus, for every scope, `all-but:<scope>` and `only:<scope>` (for the matrix)."""
+    roles = {role: sorted(scopes) for role, scopes in DEFAULT_ROLES.items()}
+    for scope in ALL_SCOPES:
+        roles[f"all-but:{scope}"] = sorted(ALL_SCOPES - {scope})
+        roles[f"only:{scope}"] = [scope]
+    return roles
+
+
 def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, **server: Any) -> Settings:
     return Settings(
         database_url=f"sqlite+aiosqlite:///{db_path}",
         server={"expose_upstream_calls": True, **server},
-        auth={"jwt_secret": secrets.jwt_secret},
+        auth={"jwt_secret": secrets.jwt_secret, "roles": test_roles()},
         sources={
             "erp": {"url": erp_url},
             "crm": {"base_url": "http://crm.test", "auth": {

@@ -1,0 +1,117 @@
+"""Every scope-guarded field is denied (null + FORBIDDEN) to a principal without its scope, and only then.
+
+The expected rules are written out here, apart from the table in resolvers/permissions.py, so that
+removing a rule there makes its test here fail.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from resolvers.permissions import FIELD_SCOPES
+from tests.integration.gateway_harness import Harness
+
+C = 'customer(number: "100001")'
+O = 'order(number: "5000001")'
+P = 'product(sku: "BRG00001")'
+EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # coordinate: (required scope, query, path of the guarded field)
+    "Query.customer": ("customers:read", f"{{ {C} {{ number }} }}", ("customer",)),
+    "Query.customers": ("customers:read", "{ customers(first: 1) { edges { cursor } } }", ("customers",)),
+    "Query.order": ("orders:read", f"{{ {O} {{ number }} }}", ("order",)),
+    "Query.orders": ("orders:read", "{ orders(first: 1) { edges { cursor } } }", ("orders",)),
+    "Query.product": ("inventory:read", f"{{ {P} {{ sku }} }}", ("product",)),
+    "Query.products": ("inventory:read", "{ products(first: 1) { edges { cursor } } }", ("products",)),
+    "Query.warehouses": ("inventory:read", "{ warehouses { code } }", ("warehouses",)),
+    "Query.partner": ("partners:read", '{ partner(code: "V00001") { code } }', ("partner",)),
+    "Query.partners": ("partners:read", "{ partners { code } }", ("partners",)),
+    "Query.purchaseOrders": ("purchase_orders:read", "{ purchaseOrders(first: 1) { edges { cursor } } }",
+                             ("purchaseOrders",)),
+    "Query.shipment": ("shipments:read", "SHIPMENT { status }", ("shipment",)),
+    "Customer.email": ("customers:pii", f"{{ {C} {{ email }} }}", ("customer", "email")),
+    "Customer.phone": ("customers:pii", f"{{ {C} {{ phone }} }}", ("customer", "phone")),
+    "Customer.contactName": ("customers:pii", f"{{ {C} {{ contactName }} }}", ("customer", "contactName")),
+    "Customer.creditLimit": ("customers:pii", f"{{ {C} {{ creditLimit {{ amount }} }} }}",
+                             ("customer", "creditLimit")),
+    "Customer.balance": ("customers:pii", f"{{ {C} {{ balance {{ amount }} }} }}", ("customer", "balance")),
+    "Customer.availableCredit": ("customers:pii", f"{{ {C} {{ availableCredit {{ amount }} }} }}",
+                                 ("customer", "availableCredit")),
+    "Customer.interactions": ("customers:pii", f"{{ {C} {{ interactions(first: 1) {{ edges {{ cursor }} }} }} }}",
+                              ("customer", "interactions")),
+    "Customer.orders": ("orders:read", f"{{ {C} {{ orders(first: 1) {{ edges {{ cursor }} }} }} }}",
+                        ("customer", "orders")),
+    "Order.customer": ("customers:read", f"{{ {O} {{ customer {{ number }} }} }}", ("order", "customer")),
+    "Order.shipments": ("shipments:read", f"{{ {O} {{ shipments {{ status }} }} }}", ("order", "shipments")),
+    "OrderLine.product": ("inventory:read", f"{{ {O} {{ lines {{ product {{ sku }} }} }} }}",
+                          ("order", "lines", 0, "product")),
+    "Shipment.order": ("orders:read", "SHIPMENT { order { number } }", ("shipment", "order")),
+    "Shipment.carrier": ("partners:read", "SHIPMENT { carrier { code } }", ("shipment", "carrier")),
+    "Product.mainSupplier": ("partners:read", f"{{ {P} {{ mainSupplier {{ code }} }} }}",
+                             ("product", "mainSupplier")),
+    "Product.offers": ("offers:read", f"{{ {P} {{ offers {{ leadTimeDays }} }} }}", ("product", "offers")),
+    "Product.purchaseOrders": ("purchase_orders:read", f"{{ {P} {{ purchaseOrders {{ number }} }} }}",
+                               ("product", "purchaseOrders")),
+    "SupplierOffer.partner": ("partners:read", f"{{ {P} {{ offers {{ partner {{ code }} }} }} }}",
+                              ("product", "offers", 0, "partner")),
+    "PurchaseOrder.partner": ("partners:read", "{ purchaseOrders(first: 1) { edges { node { partner { code } } } } }",
+                              ("purchaseOrders", "edges", 0, "node", "partner")),
+}
+
+
+def test_the_rule_table_is_the_expected_one() -> None:
+    assert {k: next(iter(v)) for k, v in FIELD_SCOPES.items() if k != "Query.auditEvents"} == {
+        k: v[0] for k, v in EXPECTED.items()}
+    assert FIELD_SCOPES["Query.auditEvents"] == frozenset({"audit:read"})
+
+
+def _query(gw: Harness, template: str) -> str:
+    tracking = gw.world.shipments[0].tracking_number
+    return template.replace("SHIPMENT", f'{{ shipment(trackingNumber: "{tracking}")') + (
+        " }" if template.startswith("SHIPMENT") else "")
+
+
+def _at(data: object, path: tuple[str | int, ...]) -> object:
+    for step in path:
+        if data is None:
+            return None
+        data = data[step]  # type: ignore[index]
+    return data
+
+
+@pytest.mark.parametrize("coordinate", sorted(EXPECTED))
+async def test_field_denied_without_its_scope(gw: Harness, coordinate: str) -> None:
+    scope, template, path = EXPECTED[coordinate]
+    query = _query(gw, template)
+    denied = await gw.query(query, token=gw.jwt(f"all-but:{scope}"))
+    assert _at(denied.get("data"), path) is None
+    forbidden = [e for e in denied.get("errors", []) if e["extensions"]["code"] == "FORBIDDEN"]
+    # One error per denied field, at its path (list items each get theirs).
+    assert {tuple(0 if isinstance(p, int) else p for p in e["path"]) for e in forbidden} == {path}, denied
+    assert len(forbidden) == len(denied.get("errors", [])), denied
+    allowed = await gw.query(query, token=gw.jwt("admin"))
+    assert "errors" not in allowed, allowed
+    assert _at(allowed["data"], path) is not None
+
+
+async def test_denied_field_leaves_the_rest(gw: Harness) -> None:
+    body = await gw.query(f"{{ {C} {{ name email creditLimit {{ amount }} }} }}", token=gw.jwt("support"))
+    assert body["data"]["customer"]["name"] and body["data"]["customer"]["email"] is None
+    assert {tuple(e["path"]) for e in body["errors"]} == {("customer", "email"), ("customer", "creditLimit")}
+
+
+@pytest.mark.parametrize(("type_name", "key", "scope"), [
+    ("Customer", "100001", "customers:read"), ("Order", "5000001", "orders:read"),
+    ("Product", "BRG00001", "inventory:read"), ("Warehouse", "DAL", "inventory:read"),
+    ("Partner", "V00001", "partners:read"), ("PurchaseOrder", "PO", "purchase_orders:read"),
+    ("Shipment", "SHIP", "shipments:read"),
+])
+async def test_node_needs_the_type_scope(gw: Harness, type_name: str, key: str, scope: str) -> None:
+    import base64
+
+    key = {"PO": gw.world.purchase_orders[0].id, "SHIP": gw.world.shipments[0].tracking_number}.get(key, key)
+    node_id = base64.b64encode(f"{type_name}:{key}".encode()).decode()
+    query = "query($id: ID!) { node(id: $id) { id } }"
+    denied = await gw.query(query, {"id": node_id}, token=gw.jwt(f"all-but:{scope}"))
+    assert denied["data"]["node"] is None and denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    allowed = await gw.query(query, {"id": node_id}, token=gw.jwt(f"only:{scope}"))
+    assert allowed["data"]["node"] == {"id": node_id}
