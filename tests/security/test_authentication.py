@@ -36,7 +36,8 @@ def _bad_jwts(secret: str) -> dict[str, str]:
 async def test_bad_jwts_are_refused_alike(gw: Harness, case: str) -> None:
     status, body = await _status(gw, f"Bearer {_bad_jwts(gw.secrets.jwt_secret)[case]}")
     assert status == 401
-    assert body == {"errors": [{"message": "invalid or expired credentials", "extensions": {"code": "UNAUTHENTICATED"}}]}
+    assert body == {"errors": [{"message": "invalid or expired credentials",
+                                "extensions": {"code": "UNAUTHENTICATED"}}]}
     assert gw.sql == [] and all(t.total == 0 for t in gw.upstream.values())
 
 

@@ -11,16 +11,16 @@ import pytest
 from resolvers.permissions import FIELD_SCOPES
 from tests.integration.gateway_harness import Harness
 
-C = 'customer(number: "100001")'
-O = 'order(number: "5000001")'
-P = 'product(sku: "BRG00001")'
+CUST = 'customer(number: "100001")'
+ORDER = 'order(number: "5000001")'
+PROD = 'product(sku: "BRG00001")'
 EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # coordinate: (required scope, query, path of the guarded field)
-    "Query.customer": ("customers:read", f"{{ {C} {{ number }} }}", ("customer",)),
+    "Query.customer": ("customers:read", f"{{ {CUST} {{ number }} }}", ("customer",)),
     "Query.customers": ("customers:read", "{ customers(first: 1) { edges { cursor } } }", ("customers",)),
-    "Query.order": ("orders:read", f"{{ {O} {{ number }} }}", ("order",)),
+    "Query.order": ("orders:read", f"{{ {ORDER} {{ number }} }}", ("order",)),
     "Query.orders": ("orders:read", "{ orders(first: 1) { edges { cursor } } }", ("orders",)),
-    "Query.product": ("inventory:read", f"{{ {P} {{ sku }} }}", ("product",)),
+    "Query.product": ("inventory:read", f"{{ {PROD} {{ sku }} }}", ("product",)),
     "Query.products": ("inventory:read", "{ products(first: 1) { edges { cursor } } }", ("products",)),
     "Query.warehouses": ("inventory:read", "{ warehouses { code } }", ("warehouses",)),
     "Query.partner": ("partners:read", '{ partner(code: "V00001") { code } }', ("partner",)),
@@ -28,30 +28,30 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "Query.purchaseOrders": ("purchase_orders:read", "{ purchaseOrders(first: 1) { edges { cursor } } }",
                              ("purchaseOrders",)),
     "Query.shipment": ("shipments:read", "SHIPMENT { status }", ("shipment",)),
-    "Customer.email": ("customers:pii", f"{{ {C} {{ email }} }}", ("customer", "email")),
-    "Customer.phone": ("customers:pii", f"{{ {C} {{ phone }} }}", ("customer", "phone")),
-    "Customer.contactName": ("customers:pii", f"{{ {C} {{ contactName }} }}", ("customer", "contactName")),
-    "Customer.creditLimit": ("customers:pii", f"{{ {C} {{ creditLimit {{ amount }} }} }}",
+    "Customer.email": ("customers:pii", f"{{ {CUST} {{ email }} }}", ("customer", "email")),
+    "Customer.phone": ("customers:pii", f"{{ {CUST} {{ phone }} }}", ("customer", "phone")),
+    "Customer.contactName": ("customers:pii", f"{{ {CUST} {{ contactName }} }}", ("customer", "contactName")),
+    "Customer.creditLimit": ("customers:pii", f"{{ {CUST} {{ creditLimit {{ amount }} }} }}",
                              ("customer", "creditLimit")),
-    "Customer.balance": ("customers:pii", f"{{ {C} {{ balance {{ amount }} }} }}", ("customer", "balance")),
-    "Customer.availableCredit": ("customers:pii", f"{{ {C} {{ availableCredit {{ amount }} }} }}",
+    "Customer.balance": ("customers:pii", f"{{ {CUST} {{ balance {{ amount }} }} }}", ("customer", "balance")),
+    "Customer.availableCredit": ("customers:pii", f"{{ {CUST} {{ availableCredit {{ amount }} }} }}",
                                  ("customer", "availableCredit")),
-    "Customer.interactions": ("customers:pii", f"{{ {C} {{ interactions(first: 1) {{ edges {{ cursor }} }} }} }}",
+    "Customer.interactions": ("customers:pii", f"{{ {CUST} {{ interactions(first: 1) {{ edges {{ cursor }} }} }} }}",
                               ("customer", "interactions")),
-    "Customer.orders": ("orders:read", f"{{ {C} {{ orders(first: 1) {{ edges {{ cursor }} }} }} }}",
+    "Customer.orders": ("orders:read", f"{{ {CUST} {{ orders(first: 1) {{ edges {{ cursor }} }} }} }}",
                         ("customer", "orders")),
-    "Order.customer": ("customers:read", f"{{ {O} {{ customer {{ number }} }} }}", ("order", "customer")),
-    "Order.shipments": ("shipments:read", f"{{ {O} {{ shipments {{ status }} }} }}", ("order", "shipments")),
-    "OrderLine.product": ("inventory:read", f"{{ {O} {{ lines {{ product {{ sku }} }} }} }}",
+    "Order.customer": ("customers:read", f"{{ {ORDER} {{ customer {{ number }} }} }}", ("order", "customer")),
+    "Order.shipments": ("shipments:read", f"{{ {ORDER} {{ shipments {{ status }} }} }}", ("order", "shipments")),
+    "OrderLine.product": ("inventory:read", f"{{ {ORDER} {{ lines {{ product {{ sku }} }} }} }}",
                           ("order", "lines", 0, "product")),
     "Shipment.order": ("orders:read", "SHIPMENT { order { number } }", ("shipment", "order")),
     "Shipment.carrier": ("partners:read", "SHIPMENT { carrier { code } }", ("shipment", "carrier")),
-    "Product.mainSupplier": ("partners:read", f"{{ {P} {{ mainSupplier {{ code }} }} }}",
+    "Product.mainSupplier": ("partners:read", f"{{ {PROD} {{ mainSupplier {{ code }} }} }}",
                              ("product", "mainSupplier")),
-    "Product.offers": ("offers:read", f"{{ {P} {{ offers {{ leadTimeDays }} }} }}", ("product", "offers")),
-    "Product.purchaseOrders": ("purchase_orders:read", f"{{ {P} {{ purchaseOrders {{ number }} }} }}",
+    "Product.offers": ("offers:read", f"{{ {PROD} {{ offers {{ leadTimeDays }} }} }}", ("product", "offers")),
+    "Product.purchaseOrders": ("purchase_orders:read", f"{{ {PROD} {{ purchaseOrders {{ number }} }} }}",
                                ("product", "purchaseOrders")),
-    "SupplierOffer.partner": ("partners:read", f"{{ {P} {{ offers {{ partner {{ code }} }} }} }}",
+    "SupplierOffer.partner": ("partners:read", f"{{ {PROD} {{ offers {{ partner {{ code }} }} }} }}",
                               ("product", "offers", 0, "partner")),
     "PurchaseOrder.partner": ("partners:read", "{ purchaseOrders(first: 1) { edges { node { partner { code } } } } }",
                               ("purchaseOrders", "edges", 0, "node", "partner")),
@@ -94,7 +94,7 @@ async def test_field_denied_without_its_scope(gw: Harness, coordinate: str) -> N
 
 
 async def test_denied_field_leaves_the_rest(gw: Harness) -> None:
-    body = await gw.query(f"{{ {C} {{ name email creditLimit {{ amount }} }} }}", token=gw.jwt("support"))
+    body = await gw.query(f"{{ {CUST} {{ name email creditLimit {{ amount }} }} }}", token=gw.jwt("support"))
     assert body["data"]["customer"]["name"] and body["data"]["customer"]["email"] is None
     assert {tuple(e["path"]) for e in body["errors"]} == {("customer", "email"), ("customer", "creditLimit")}
 
