@@ -17,6 +17,7 @@ from auth.authenticate import Authenticator
 from auth.jwt import JwtAuthenticator, JwtConfig
 from auth.tokens import SqlTokenStore, TokenAuthenticator
 from gateway.db import upgrade
+from gateway.documents import DocumentStore
 from gateway.errors import ErrorCodes
 from gateway.graphiql import ASSETS_PATH, assets_app
 from gateway.http import GraphQLEndpoint
@@ -64,8 +65,9 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         services = await build_services(settings, db, transports)
         app.state.services = services
         app.state.tokens = SqlTokenStore(db)
+        app.state.documents = DocumentStore(db)
         app.state.graphql = GraphQLEndpoint(schema, services, settings,
-                                            authenticator(settings, app.state.tokens))
+                                            authenticator(settings, app.state.tokens), app.state.documents)
         warming = asyncio.create_task(_warm_crosswalk(services)) if warm else None
         try:
             yield

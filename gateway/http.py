@@ -24,7 +24,8 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from auth.authenticate import Authenticator
-from auth.principal import AuthError
+from auth.principal import AuthError, Principal
+from gateway.documents import DocumentStore, document_id, normalise_id
 from gateway.graphiql import graphiql_response
 from gateway.settings import LimitSettings, Settings
 from resolvers.context import Context, Services
@@ -39,9 +40,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 @dataclass(frozen=True, slots=True)
 class GraphQLRequest:
-    query: str
+    query: str | None
     variables: dict[str, Any] | None
     operation_name: str | None
+    document_id: str | None = None
 
 
 class RequestError(Exception):
@@ -106,13 +108,34 @@ def _parse_variables(raw: Any) -> dict[str, Any] | None:
 def _graphql_request(payload: Any) -> GraphQLRequest:
     if not isinstance(payload, dict):
         raise RequestError(400, "the body must be a JSON object with a `query`")
+    document = _document_id(payload)
     query = payload.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise RequestError(400, "`query` is missing or not a string")
+    if query is not None and (not isinstance(query, str) or not query.strip()):
+        raise RequestError(400, "`query` must be a non-empty string")
+    if query is None and document is None:
+        raise RequestError(400, "send a `query` or a `documentId`")
     name = payload.get("operationName")
     if name is not None and not isinstance(name, str):
         raise RequestError(400, "`operationName` must be a string")
-    return GraphQLRequest(query, _parse_variables(payload.get("variables")), name)
+    return GraphQLRequest(query, _parse_variables(payload.get("variables")), name, document)
+
+
+def _document_id(payload: dict[str, Any]) -> str | None:
+    """A trusted document id: `documentId`, or Apollo's `extensions.persistedQuery.sha256Hash`."""
+    raw = payload.get("documentId")
+    extensions = payload.get("extensions")
+    if isinstance(extensions, str):
+        try:
+            extensions = orjson.loads(extensions)
+        except orjson.JSONDecodeError:
+            raise RequestError(400, "`extensions` is not valid JSON") from None
+    if raw is None and isinstance(extensions, dict) and isinstance(extensions.get("persistedQuery"), dict):
+        raw = extensions["persistedQuery"].get("sha256Hash")
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or normalise_id(raw) is None:
+        raise RequestError(400, "a document id is `sha256:` and 64 lower-case hex digits")
+    return normalise_id(raw)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -168,11 +191,27 @@ class GraphQLEndpoint:
     """The /graphql route."""
 
     def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings,
-                 authenticator: Authenticator) -> None:
+                 authenticator: Authenticator, documents: DocumentStore) -> None:
         self.schema = schema
         self.services = services
         self.settings = settings
         self.authenticator = authenticator
+        self.documents = documents
+
+    async def _operation_text(self, gql: GraphQLRequest, principal: Principal) -> str:
+        """The operation to run: a trusted document's text, or the query sent (partners: only if trusted)."""
+        if gql.document_id is not None:
+            doc = await self.documents.get(gql.document_id)
+            if doc is None:
+                raise RequestError(400, f"unknown document {gql.document_id}", "PERSISTED_QUERY_NOT_FOUND")
+            if gql.query is not None and document_id(gql.query) != doc.id:
+                raise RequestError(400, "`query` does not match `documentId`", "BAD_REQUEST")
+            return doc.body
+        assert gql.query is not None
+        if principal.partner and await self.documents.get(document_id(gql.query)) is None:
+            raise RequestError(403, "partner tokens may run only trusted documents: send a registered `documentId`",
+                               "TRUSTED_DOCUMENT_REQUIRED")
+        return gql.query
 
     async def __call__(self, request: Request) -> Response:
         request_id = request_id_of(request)
@@ -191,6 +230,7 @@ class GraphQLEndpoint:
                                  request_id, {"WWW-Authenticate": 'Bearer realm="gateway"'})
         try:
             gql = await read_request(request, self.settings.limits.max_body_bytes)
+            query = await self._operation_text(gql, principal)
         except RequestError as exc:
             return self._respond(_error_body(exc.message, exc.code), exc.status, media_type, request_id,
                                  exc.headers)
@@ -200,7 +240,7 @@ class GraphQLEndpoint:
                                  limits=self.settings.limits)
         try:
             with recording(context.calls):
-                result = await self.schema.execute(gql.query, variable_values=gql.variables,
+                result = await self.schema.execute(query, variable_values=gql.variables,
                                                    context_value=context, operation_name=gql.operation_name,
                                                    allowed_operation_types=allowed)
         except InvalidOperationTypeError:

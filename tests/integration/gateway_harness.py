@@ -71,6 +71,22 @@ class Harness:
         token: str = plain
         return token
 
+    async def trust(self, query: str) -> str:
+        """Register a trusted document (what `gateway documents add` does) and return its id."""
+        doc = await self.app.state.documents.add("test", query)
+        doc_id: str = doc.id
+        return doc_id
+
+    async def partner_query(self, query: str, variables: dict[str, Any] | None = None, *, token: str,
+                            status: int = 200) -> dict[str, Any]:
+        """Run `query` the way partners must: as a registered trusted document, by id."""
+        response = await self.client.post(
+            "/graphql", json={"documentId": await self.trust(query), "variables": variables},
+            headers=self.bearer(token))
+        assert response.status_code == status, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
     def bearer(self, token: str) -> dict[str, str]:
         return {"authorization": f"Bearer {token}"}
 

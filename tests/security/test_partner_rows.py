@@ -27,13 +27,15 @@ def supplied_items(world: World, supplier: str) -> tuple[str, str]:
 async def test_purchase_order_list_is_restricted_to_the_partner(gw: Harness, world: World) -> None:
     supplier = supplier_of(world)
     token = await gw.partner_token(supplier)
-    body = await gw.query("{ purchaseOrders(first: 100) { edges { node { number partner { code } } } } }",
-                          token=token)
+    body = await gw.partner_query(
+        "{ purchaseOrders(first: 100) { edges { node { number partner { code } } } } }", token=token
+    )
     got = {e["node"]["number"] for e in body["data"]["purchaseOrders"]["edges"]}
     assert got == {po.id for po in world.purchase_orders if po.supplier == supplier}
     other = next(po.supplier for po in world.purchase_orders if po.supplier != supplier)
-    denied = await gw.query(f'{{ purchaseOrders(first: 5, filter: {{partner: "{other}"}}) {{ edges {{ cursor }} }} }}',
-                            token=token)
+    denied = await gw.partner_query(
+        f'{{ purchaseOrders(first: 5, filter: {{partner: "{other}"}}) {{ edges {{ cursor }} }} }}', token=token
+    )
     assert denied["data"]["purchaseOrders"] is None and denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
@@ -42,18 +44,27 @@ async def test_purchase_order_nodes_of_others_are_invisible(gw: Harness, world: 
     token = await gw.partner_token(supplier)
     mine = next(po.id for po in world.purchase_orders if po.supplier == supplier)
     theirs = next(po.id for po in world.purchase_orders if po.supplier != supplier)
-    body = await gw.query("query($ids: [ID!]!) { nodes(ids: $ids) { ... on PurchaseOrder { number } } }",
-                          {"ids": [gid("PurchaseOrder", mine), gid("PurchaseOrder", theirs)]}, token=token)
+    body = await gw.partner_query(
+        "query($ids: [ID!]!) { nodes(ids: $ids) { ... on PurchaseOrder { number } } }",
+        {"ids": [gid("PurchaseOrder", mine), gid("PurchaseOrder", theirs)]},
+        token=token,
+    )
     assert body["data"]["nodes"] == [{"number": mine}, None]
 
 
 async def test_offers_and_purchase_orders_under_a_product(gw: Harness, world: World) -> None:
     supplier = supplier_of(world)
     token = await gw.partner_token(supplier)
-    item = next(o.item for o in world.offers if o.supplier == supplier
-                and any(x.item == o.item and x.supplier != supplier for x in world.offers))
-    body = await gw.query(f"""{{ product(sku: "{item}") {{ offers {{ partner {{ code }} }}
-        purchaseOrders {{ partner {{ code }} }} }} }}""", token=token)
+    item = next(
+        o.item
+        for o in world.offers
+        if o.supplier == supplier and any(x.item == o.item and x.supplier != supplier for x in world.offers)
+    )
+    body = await gw.partner_query(
+        f"""{{ product(sku: "{item}") {{ offers {{ partner {{ code }} }}
+        purchaseOrders {{ partner {{ code }} }} }} }}""",
+        token=token,
+    )
     product = body["data"]["product"]
     assert [o["partner"]["code"] for o in product["offers"]] == [supplier]
     assert {po["partner"]["code"] for po in product["purchaseOrders"]} <= {supplier}
@@ -66,12 +77,14 @@ async def test_stock_only_for_items_the_partner_supplies(gw: Harness, world: Wor
     token = await gw.partner_token(supplier)
     mine, other = supplied_items(world, supplier)
     query = "query($s: String!) { product(sku: $s) { sku stock { available } } }"
-    allowed = await gw.query(query, {"s": mine}, token=token)
+    allowed = await gw.partner_query(query, {"s": mine}, token=token)
     assert allowed["data"]["product"]["stock"] is not None and "errors" not in allowed
-    denied = await gw.query(query, {"s": other}, token=token)
+    denied = await gw.partner_query(query, {"s": other}, token=token)
     assert denied["data"]["product"] == {"sku": other, "stock": None}
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    nested = await gw.query("{ products(first: 100) { edges { node { sku stock { available } } } } }", token=token)
+    nested = await gw.partner_query(
+        "{ products(first: 100) { edges { node { sku stock { available } } } } }", token=token
+    )
     visible = {e["node"]["sku"] for e in nested["data"]["products"]["edges"] if e["node"]["stock"] is not None}
     assert mine in visible and other not in visible
 
@@ -81,17 +94,19 @@ async def test_carrier_sees_only_its_shipments(gw: Harness, world: World) -> Non
     theirs = next(s for s in world.shipments if s.carrier != mine.carrier)
     token = await gw.partner_token(mine.carrier)
     query = "query($t: String!) { shipment(trackingNumber: $t) { trackingNumber } }"
-    assert (await gw.query(query, {"t": mine.tracking_number}, token=token))["data"]["shipment"] is not None
-    assert (await gw.query(query, {"t": theirs.tracking_number}, token=token))["data"]["shipment"] is None
-    node = await gw.query("query($id: ID!) { node(id: $id) { id } }",
-                          {"id": gid("Shipment", theirs.tracking_number)}, token=token)
+    assert (await gw.partner_query(query, {"t": mine.tracking_number}, token=token))["data"]["shipment"] is not None
+    assert (await gw.partner_query(query, {"t": theirs.tracking_number}, token=token))["data"]["shipment"] is None
+    node = await gw.partner_query(
+        "query($id: ID!) { node(id: $id) { id } }", {"id": gid("Shipment", theirs.tracking_number)}, token=token
+    )
     assert node["data"]["node"] is None
 
 
 async def test_partner_tokens_never_reach_customers_or_orders(gw: Harness, world: World) -> None:
     token = await gw.partner_token(supplier_of(world))
-    body = await gw.query('{ customer(number: "100001") { name } orders(first: 1) { edges { cursor } } }',
-                          token=token)
+    body = await gw.partner_query(
+        '{ customer(number: "100001") { name } orders(first: 1) { edges { cursor } } }', token=token
+    )
     assert body["data"] == {"customer": None, "orders": None}
     assert {e["extensions"]["code"] for e in body["errors"]} == {"FORBIDDEN"}
 
