@@ -42,11 +42,11 @@ async def test_bad_jwts_are_refused_alike(gw: Harness, case: str) -> None:
 
 
 async def test_revoked_unknown_and_expired_tokens_get_the_same_answer(gw: Harness) -> None:
-    token = await gw.partner_token("V00001")
+    token, record = await gw.app.state.tokens.create(name="to-revoke", partner_id="V00001",
+                                                     scopes=frozenset({"partners:read"}), expires_at=None)
     trusted = {"documentId": await gw.trust("{ partners { code } }")}
     ok_status, _ = await _status(gw, f"Bearer {token}", trusted)
     assert ok_status == 200
-    record = next(t for t in await gw.app.state.tokens.list("V00001") if t.revoked_at is None)
     assert await gw.app.state.tokens.revoke(record.id)
     expired = await gw.partner_token("V00001", expires_at=datetime.now(UTC) - timedelta(seconds=1))
     answers = [await _status(gw, f"Bearer {t}", trusted) for t in (token, "gwp_" + "A" * 43, expired)]

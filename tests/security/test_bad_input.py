@@ -142,7 +142,7 @@ async def test_unknown_trusted_document(gw: Harness) -> None:
 
 async def test_partner_cannot_send_free_queries(gw: Harness) -> None:
     token = await gw.partner_token("V00001")
-    status, body = await _post(gw, {"query": "{ partners { code } }"}, token=token)
+    status, body = await _post(gw, {"query": "{ partners(kind: CARRIER) { code name country } }"}, token=token)
     assert (status, _code(body)) == (403, "TRUSTED_DOCUMENT_REQUIRED")
     assert_no_upstream(gw)
 
