@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from auth.authenticate import Authenticator
 from auth.jwt import JwtAuthenticator, JwtConfig
+from auth.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from auth.tokens import SqlTokenStore, TokenAuthenticator
 from gateway.db import upgrade
 from gateway.documents import DocumentStore
@@ -66,8 +67,12 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         app.state.services = services
         app.state.tokens = SqlTokenStore(db)
         app.state.documents = DocumentStore(db)
-        app.state.graphql = GraphQLEndpoint(schema, services, settings,
-                                            authenticator(settings, app.state.tokens), app.state.documents)
+        limits = settings.limits
+        limiter: RateLimiter = (
+            RedisRateLimiter(limits.redis_url, limits.rate_per_second, limits.rate_burst) if limits.redis_url
+            else MemoryRateLimiter(limits.rate_per_second, limits.rate_burst))
+        app.state.graphql = GraphQLEndpoint(schema, services, settings, authenticator(settings, app.state.tokens),
+                                            app.state.documents, limiter)
         warming = asyncio.create_task(_warm_crosswalk(services)) if warm else None
         try:
             yield
@@ -75,6 +80,7 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
             if warming is not None:
                 warming.cancel()
             await close_services(services)
+            await limiter.aclose()
             await db.dispose()
 
     async def graphql(request: Request) -> Response:

@@ -7,6 +7,7 @@ execution get a 4xx) and `application/json` otherwise (then well-formed requests
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from strawberry.types.graphql import OperationType
 
 from auth.authenticate import Authenticator
 from auth.principal import AuthError, Principal
+from auth.ratelimit import RateLimiter, bucket_key
 from gateway.documents import DocumentStore, document_id, normalise_id
 from gateway.graphiql import graphiql_response
 from gateway.settings import LimitSettings, Settings
@@ -191,7 +193,8 @@ class GraphQLEndpoint:
     """The /graphql route."""
 
     def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings,
-                 authenticator: Authenticator, documents: DocumentStore) -> None:
+                 authenticator: Authenticator, documents: DocumentStore, limiter: RateLimiter) -> None:
+        self.limiter = limiter
         self.schema = schema
         self.services = services
         self.settings = settings
@@ -228,6 +231,11 @@ class GraphQLEndpoint:
             log.info("authentication_failed", request_id=request_id, reason=exc.reason)
             return self._respond(_error_body(AuthError.public_message, "UNAUTHENTICATED"), 401, media_type,
                                  request_id, {"WWW-Authenticate": 'Bearer realm="gateway"'})
+        wait = await self.limiter.take(bucket_key(principal, request.client.host if request.client else "-"))
+        if wait > 0:
+            retry_after = str(max(1, math.ceil(wait)))
+            return self._respond(_error_body(f"rate limit exceeded; retry in {retry_after}s", "RATE_LIMITED"), 429,
+                                 media_type, request_id, {"Retry-After": retry_after})
         try:
             gql = await read_request(request, self.settings.limits.max_body_bytes)
             query = await self._operation_text(gql, principal)

@@ -53,3 +53,23 @@ async def postgres_url() -> AsyncIterator[str]:
 async def mariadb_url() -> AsyncIterator[str]:
     async for url in _fresh_database(MARIADB_ADMIN, "MariaDB"):
         yield url
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The machine's Redis (database 15, flushed before and after)."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    client = Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        await client.flushdb()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        _unavailable("Redis", exc)
+    try:
+        yield url
+    finally:
+        await client.flushdb()
+        await client.aclose()

@@ -110,11 +110,13 @@ def test_roles() -> dict[str, list[str]]:
     return roles
 
 
-def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, **server: Any) -> Settings:
+def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict[str, Any] | None = None,
+                 **server: Any) -> Settings:
     return Settings(
         database_url=f"sqlite+aiosqlite:///{db_path}",
         server={"expose_upstream_calls": True, **server},
         auth={"jwt_secret": secrets.jwt_secret, "roles": test_roles()},
+        limits={"rate_per_second": 10_000, "rate_burst": 10_000, **(limits or {})},
         sources={
             "erp": {"url": erp_url},
             "crm": {"base_url": "http://crm.test", "auth": {
@@ -129,8 +131,9 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, **server: An
 
 
 @asynccontextmanager
-async def running_gateway(world: World, erp_url: str, db_path: Path, **server: Any) -> AsyncIterator[Harness]:
-    secrets = DemoSecrets.generate()
+async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets: DemoSecrets | None = None,
+                          limits: dict[str, Any] | None = None, **server: Any) -> AsyncIterator[Harness]:
+    secrets = secrets or DemoSecrets.generate()
     faults = {name: Faults() for name in ("crm", "supplier", "logistics")}
     upstream = {
         "crm": CountingTransport(crm_app(world, client_id=secrets.crm_client_id,
@@ -142,7 +145,7 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, **server: A
                                                      password=secrets.logistics_password,
                                                      admin_key=secrets.admin_key, faults=faults["logistics"])),
     }
-    settings = settings_for(erp_url, db_path, secrets, **server)
+    settings = settings_for(erp_url, db_path, secrets, limits, **server)
     app = build_app(settings, transports=upstream, warm=False)
     async with app.router.lifespan_context(app):
         services = app.state.services
