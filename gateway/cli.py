@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="GraphQL gateway over the ERP, the CRM and partner systems.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 crosswalk_app = typer.Typer(help="The CRM <-> ERP customer crosswalk.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Partner API tokens.", no_args_is_help=True)
+documents_app = typer.Typer(help="Trusted documents (the operations partner tokens may run).", no_args_is_help=True)
+db_app = typer.Typer(help="The gateway's own database.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(crosswalk_app, name="crosswalk")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(documents_app, name="documents")
+app.add_typer(db_app, name="db")
 console = Console()
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default: ./gateway.toml)",
@@ -149,6 +160,194 @@ def crosswalk_unlink(crm_id: str, config: ConfigOption = None) -> None:
         console.print(f"[yellow]no maintained link for {crm_id}[/yellow]")
         raise typer.Exit(1)
     console.print(f"removed the link of CRM {crm_id}")
+
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The gateway's database, migrated to the current schema."""
+    from gateway.db import upgrade
+    from sources.sql import make_engine
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        await upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply the database migrations (the gateway also does this when it starts)."""
+    settings = _settings(config)
+
+    async def run() -> str | None:
+        from gateway.db import current
+
+        async with _database(settings) as engine:
+            return await current(engine)
+
+    console.print(f"database at revision {asyncio.run(run())}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    partner: Annotated[str, typer.Option("--partner", help="the partner's vendor code, e.g. V00002")],
+    scope: Annotated[list[str], typer.Option("--scope", help="repeat for each scope")],
+    name: Annotated[str, typer.Option(help="what the token is for")] = "api",
+    days: Annotated[int, typer.Option(min=1, max=3650, help="valid for this many days")] = 365,
+    config: ConfigOption = None,
+) -> None:
+    """Mint a partner token. It is printed once and never stored: keep it."""
+    from auth.scopes import PARTNER_SCOPES
+    from auth.tokens import SqlTokenStore
+
+    settings = _settings(config)
+    wanted = frozenset(scope)
+    if bad := wanted - PARTNER_SCOPES:
+        console.print(f"[red]partner tokens cannot carry {', '.join(sorted(bad))}; "
+                      f"choose from {', '.join(sorted(PARTNER_SCOPES))}[/red]")
+        raise typer.Exit(2)
+
+    async def run() -> tuple[str, str]:
+        async with _database(settings) as engine:
+            plain, record = await SqlTokenStore(engine).create(
+                name=name, partner_id=partner.strip(), scopes=wanted,
+                expires_at=datetime.now(UTC) + timedelta(days=days))
+            return plain, record.id
+
+    plain, token_id = asyncio.run(run())
+    console.print(f"token {token_id} for partner {partner} ({', '.join(sorted(wanted))}), valid {days} days:")
+    print(plain)
+
+
+@tokens_app.command("list")
+def tokens_list(partner: str | None = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+                config: ConfigOption = None) -> None:
+    """Tokens with their state (never the token itself)."""
+    from auth.tokens import SqlTokenStore
+
+    settings = _settings(config)
+
+    async def run() -> list[Any]:
+        async with _database(settings) as engine:
+            return await SqlTokenStore(engine).list(partner)
+
+    now = datetime.now(UTC)
+    tokens = asyncio.run(run())
+    if as_json:
+        print(json.dumps([{"id": t.id, "prefix": t.prefix, "partner": t.partner_id, "name": t.name,
+                           "scopes": sorted(t.scopes), "created": t.created_at.isoformat(),
+                           "expires": t.expires_at.isoformat() if t.expires_at else None,
+                           "last_used": t.last_used_at.isoformat() if t.last_used_at else None,
+                           "state": _state(t, now)} for t in tokens], indent=2))
+        return
+    table = Table(title="partner tokens")
+    for column in ("id", "prefix", "partner", "name", "scopes", "created", "expires", "last used", "state"):
+        table.add_column(column, overflow="fold")
+    for t in tokens:
+        state = _state(t, now)
+        table.add_row(t.id, t.prefix + "...", t.partner_id, t.name, " ".join(sorted(t.scopes)),
+                      f"{t.created_at:%Y-%m-%d}", f"{t.expires_at:%Y-%m-%d}" if t.expires_at else "-",
+                      f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-", state)
+    console.print(table)
+
+
+def _state(token: Any, now: datetime) -> str:
+    return "revoked" if token.revoked_at else ("expired" if not token.usable(now) else "active")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str, config: ConfigOption = None) -> None:
+    """Revoke a token; it stops working with the next request."""
+    from auth.tokens import SqlTokenStore
+
+    settings = _settings(config)
+
+    async def run() -> bool:
+        async with _database(settings) as engine:
+            return await SqlTokenStore(engine).revoke(token_id)
+
+    if not asyncio.run(run()):
+        console.print(f"[yellow]no active token {token_id}[/yellow]")
+        raise typer.Exit(1)
+    console.print(f"revoked {token_id}")
+
+
+@documents_app.command("add")
+def documents_add(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+                  config: ConfigOption = None) -> None:
+    """Register the operation(s) in FILE (validated against the schema) and print the document id."""
+    from gateway.documents import DocumentStore, InvalidDocument, check_document
+    from schema.schema import build_schema
+
+    settings = _settings(config)
+    body = file.read_text(encoding="utf-8")
+    try:
+        name = check_document(build_schema()._schema, body)
+    except InvalidDocument as exc:
+        console.print(f"[red]{file}: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+    async def run() -> str:
+        async with _database(settings) as engine:
+            return (await DocumentStore(engine).add(name, body)).id
+
+    doc_id = asyncio.run(run())
+    console.print(f"{file} ({name}):")
+    print(doc_id)
+
+
+@documents_app.command("list")
+def documents_list(config: ConfigOption = None) -> None:
+    from gateway.documents import DocumentStore
+
+    settings = _settings(config)
+
+    async def run() -> list[Any]:
+        async with _database(settings) as engine:
+            return await DocumentStore(engine).list()
+
+    table = Table(title="trusted documents")
+    table.add_column("id")
+    table.add_column("operations")
+    for doc in asyncio.run(run()):
+        table.add_row(doc.id, doc.name)
+    console.print(table)
+
+
+@documents_app.command("remove")
+def documents_remove(doc_id: str, config: ConfigOption = None) -> None:
+    from gateway.documents import DocumentStore
+
+    settings = _settings(config)
+
+    async def run() -> bool:
+        async with _database(settings) as engine:
+            return await DocumentStore(engine).remove(doc_id)
+
+    if not asyncio.run(run()):
+        console.print(f"[yellow]no document {doc_id}[/yellow]")
+        raise typer.Exit(1)
+    console.print(f"removed {doc_id}")
+
+
+@app.command("jwt")
+def issue_jwt(role: Annotated[list[str], typer.Option("--role", help="repeat for each role")],
+              subject: str = "dev@example.com", minutes: Annotated[int, typer.Option(min=1, max=1440)] = 60,
+              config: ConfigOption = None) -> None:
+    """Sign a JWT with the configured HS256 secret, for development (production tokens come from the IdP)."""
+    import jwt
+
+    settings = _settings(config)
+    if settings.auth.jwt_secret is None:
+        console.print("[red]no auth.jwt_secret configured: JWTs come from the identity provider[/red]")
+        raise typer.Exit(2)
+    now = int(datetime.now(UTC).timestamp())
+    print(jwt.encode({"sub": subject, "iss": settings.auth.jwt_issuer, "aud": settings.auth.jwt_audience,
+                      "iat": now, "exp": now + minutes * 60, "roles": role},
+                     settings.auth.jwt_secret.get_secret_value(), algorithm="HS256"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""The command line: tokens, trusted documents, development JWTs and configuration checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jwt
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app
+
+SECRET = "s" * 40
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f'database_url = "sqlite+aiosqlite:///{tmp_path / "gw.db"}"\n[auth]\njwt_secret = "{SECRET}"\n')
+    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+    return path
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_token_lifecycle(config: Path) -> None:
+    out = run("tokens", "create", "--partner", "V00002", "--scope", "purchase_orders:read", "--name", "sync")
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("gwp_") and len(token) > 40
+    listed = json.loads(run("tokens", "list", "--json"))
+    assert [(t["partner"], t["state"], t["scopes"]) for t in listed] == [("V00002", "active",
+                                                                          ["purchase_orders:read"])]
+    assert token not in json.dumps(listed)
+    run("tokens", "revoke", listed[0]["id"])
+    assert json.loads(run("tokens", "list", "--json"))[0]["state"] == "revoked"
+    again = CliRunner().invoke(app, ["tokens", "revoke", listed[0]["id"]])
+    assert again.exit_code == 1
+
+
+def test_tokens_refuse_internal_scopes(config: Path) -> None:
+    result = CliRunner().invoke(app, ["tokens", "create", "--partner", "V1", "--scope", "customers:pii"])
+    assert result.exit_code == 2 and "cannot carry customers:pii" in result.output
+
+
+def test_documents_are_validated_and_registered(config: Path, tmp_path: Path) -> None:
+    good = Path(__file__).parents[2] / "docs" / "partner-operations" / "open-purchase-orders.graphql"
+    doc_id = run("documents", "add", str(good)).strip().splitlines()[-1]
+    assert doc_id.startswith("sha256:") and "OpenPurchaseOrders" in run("documents", "list")
+    bad = tmp_path / "bad.graphql"
+    bad.write_text("{ customers { nope } }")
+    result = CliRunner().invoke(app, ["documents", "add", str(bad)])
+    assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_development_jwt(config: Path) -> None:
+    token = run("jwt", "--role", "sales", "--subject", "bob@example.com").strip().splitlines()[-1]
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="gateway")
+    assert claims["roles"] == ["sales"] and claims["sub"] == "bob@example.com"
+
+
+def test_config_check_reports_bad_values(config: Path) -> None:
+    config.write_text('[auth]\njwt_secret = "short"\n')
+    result = CliRunner().invoke(app, ["config", "check"])
+    assert result.exit_code == 2 and "jwt_secret must be at least 32 characters" in result.output
