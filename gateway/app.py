@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
+import strawberry
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,6 +44,11 @@ async def _warm_crosswalk(services: Services) -> None:
         log.info("crosswalk_ready", **index.counts())
 
 
+def gateway_schema() -> strawberry.Schema:
+    """The schema with the gateway's extensions: one per process, for the app and the CLI alike."""
+    return build_schema((ErrorCodes, OperationPolicy))
+
+
 def authenticator(settings: Settings, tokens: SqlTokenStore) -> Authenticator:
     auth = settings.auth
     jwt = None
@@ -57,7 +63,7 @@ def authenticator(settings: Settings, tokens: SqlTokenStore) -> Authenticator:
 def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
               warm: bool = True) -> Starlette:
     """The gateway for these settings. `transports` routes REST sources in-process (tests)."""
-    schema = build_schema((ErrorCodes, OperationPolicy))
+    schema = gateway_schema()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -279,13 +279,13 @@ def tokens_revoke(token_id: str, config: ConfigOption = None) -> None:
 def documents_add(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
                   config: ConfigOption = None) -> None:
     """Register the operation(s) in FILE (validated against the schema) and print the document id."""
+    from gateway.app import gateway_schema
     from gateway.documents import DocumentStore, InvalidDocument, check_document
-    from schema.schema import build_schema
 
     settings = _settings(config)
     body = file.read_text(encoding="utf-8")
     try:
-        name = check_document(build_schema()._schema, body)
+        name = check_document(gateway_schema()._schema, body)
     except InvalidDocument as exc:
         console.print(f"[red]{file}: {exc}[/red]")
         raise typer.Exit(2) from None

@@ -25,7 +25,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from auth.authenticate import Authenticator
-from auth.principal import AuthError, Principal
+from auth.principal import AuthError, Principal, PrincipalKind
 from auth.ratelimit import RateLimiter, bucket_key
 from gateway.documents import DocumentStore, document_id, normalise_id
 from gateway.graphiql import graphiql_response
@@ -230,6 +230,9 @@ class GraphQLEndpoint:
         except AuthError as exc:
             log.info("authentication_failed", request_id=request_id, reason=exc.reason)
             return self._respond(_error_body(AuthError.public_message, "UNAUTHENTICATED"), 401, media_type,
+                                 request_id, {"WWW-Authenticate": 'Bearer realm="gateway"'})
+        if principal.kind is PrincipalKind.ANONYMOUS and not self.settings.auth.allow_anonymous_health:
+            return self._respond(_error_body("authentication required", "UNAUTHENTICATED"), 401, media_type,
                                  request_id, {"WWW-Authenticate": 'Bearer realm="gateway"'})
         wait = await self.limiter.take(bucket_key(principal, request.client.host if request.client else "-"))
         if wait > 0:

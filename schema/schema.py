@@ -43,9 +43,15 @@ def _guard_fields(config: StrawberryConfig) -> None:
         raise RuntimeError(f"FIELD_SCOPES names fields the schema does not have: {sorted(unmatched)}")
 
 
+_built: list[tuple[type[SchemaExtension], ...]] = []
+
+
 @cache
 def build_schema(extensions: tuple[type[SchemaExtension], ...] = ()) -> strawberry.Schema:
-    """The schema, built once per process and extension set (strawberry's relay fields bind to one schema)."""
+    """The schema, built once per process: strawberry's relay fields bind to the first schema built."""
+    if _built and _built[0] != extensions:
+        raise RuntimeError(f"the schema was built with {_built[0]}; it cannot be rebuilt with {extensions}")
+    _built.append(extensions)
     config = StrawberryConfig(disable_field_suggestions=True)
     _guard_fields(config)
     return GatewaySchema(query=Query, types=NODE_TYPES, extensions=list(extensions), config=config)

@@ -111,11 +111,11 @@ def test_roles() -> dict[str, list[str]]:
 
 
 def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict[str, Any] | None = None,
-                 **server: Any) -> Settings:
+                 auth: dict[str, Any] | None = None, **server: Any) -> Settings:
     return Settings(
         database_url=f"sqlite+aiosqlite:///{db_path}",
         server={"expose_upstream_calls": True, **server},
-        auth={"jwt_secret": secrets.jwt_secret, "roles": test_roles()},
+        auth={"jwt_secret": secrets.jwt_secret, "roles": test_roles(), **(auth or {})},
         limits={"rate_per_second": 10_000, "rate_burst": 10_000, **(limits or {})},
         sources={
             "erp": {"url": erp_url},
@@ -132,7 +132,8 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict
 
 @asynccontextmanager
 async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets: DemoSecrets | None = None,
-                          limits: dict[str, Any] | None = None, **server: Any) -> AsyncIterator[Harness]:
+                          limits: dict[str, Any] | None = None, auth: dict[str, Any] | None = None,
+                          **server: Any) -> AsyncIterator[Harness]:
     secrets = secrets or DemoSecrets.generate()
     faults = {name: Faults() for name in ("crm", "supplier", "logistics")}
     upstream = {
@@ -145,7 +146,7 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets:
                                                      password=secrets.logistics_password,
                                                      admin_key=secrets.admin_key, faults=faults["logistics"])),
     }
-    settings = settings_for(erp_url, db_path, secrets, limits, **server)
+    settings = settings_for(erp_url, db_path, secrets, limits, auth, **server)
     app = build_app(settings, transports=upstream, warm=False)
     async with app.router.lifespan_context(app):
         services = app.state.services

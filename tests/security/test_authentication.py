@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jwt
 import pytest
 
-from tests.integration.gateway_harness import Harness
+from demo.world import World
+from tests.integration.gateway_harness import Harness, running_gateway
 from tests.tokens import make_jwt
 
 QUERY = '{ customer(number: "100001") { name } }'
@@ -85,3 +87,9 @@ async def test_roles_map_to_scopes(gw: Harness) -> None:
     assert body["data"]["customer"]["email"]
     body = await gw.query('{ customer(number: "100001") { name } }', token=gw.jwt("no-such-role"))
     assert body["data"]["customer"] is None
+
+
+async def test_anonymous_health_can_be_switched_off(world: World, erp_sqlite_url: str, tmp_path: Path) -> None:
+    async with running_gateway(world, erp_sqlite_url, tmp_path / "g.db", auth={"allow_anonymous_health": False}) as gw:
+        r = await gw.client.post("/graphql", json={"query": "{ health { status } }"}, headers={"authorization": ""})
+        assert r.status_code == 401
