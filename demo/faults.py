@@ -1,241 +1,156 @@
 """Fault knobs shared by the sample REST systems: latency, error rate, outage, garbage answers.
 
 Set at start from the environment (`<SYS>_LATENCY_MS`, `<SYS>_ERROR_RATE`, `<SYS>_OUTAGE`) or at run
-time with `POST /admin/faults`; `/admin/*` calls need the `X-Admin-Key` header. The module also holds
-the few request/response helpers the three sample apps share, so each app file stays about its API.
+time with `POST /admin/faults`; `/admin/*` calls need the `X-Admin-Key` header.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import os
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-KNOBS = ("latency_ms", "error_rate", "outage", "garbage")
-GARBAGE = b"<html><body>Service Temporarily Overloaded</body></html>{{"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("", "0", "false", "no", "off")
 
 
 @dataclass
 class Faults:
-    """The knobs of one sample system. Mutable on purpose: admin calls change them under running traffic."""
-
     latency_ms: float = 0.0
     error_rate: float = 0.0
     outage: bool = False
     garbage: bool = False
     requests: int = 0
-    seed: int = 1234
-    # Seeded, so a given error_rate fails the same requests on every run.
-    rng: random.Random = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
-        self.update(self.knobs())  # the same checks for constructor values as for admin calls
+    rng: random.Random = field(default_factory=lambda: random.Random(1234), repr=False)
 
     @classmethod
-    def from_env(cls, system: str, environ: Mapping[str, str] | None = None) -> Faults:
-        """Knobs from `<SYSTEM>_LATENCY_MS`, `<SYSTEM>_ERROR_RATE` and `<SYSTEM>_OUTAGE`; ValueError names a bad one."""
-        env = os.environ if environ is None else environ
+    def from_env(cls, system: str) -> Faults:
         prefix = system.upper()
-
-        def number(name: str) -> float:
-            raw = env.get(f"{prefix}_{name}", "").strip()
-            try:
-                return float(raw) if raw else 0.0
-            except ValueError:
-                raise ValueError(f"{prefix}_{name} must be a number, not {raw!r}") from None
-
-        outage = env.get(f"{prefix}_OUTAGE", "").strip().lower()
-        if outage not in _TRUE + _FALSE:
-            raise ValueError(f"{prefix}_OUTAGE must be true or false, not {outage!r}")
-        try:
-            return cls(latency_ms=number("LATENCY_MS"), error_rate=number("ERROR_RATE"), outage=outage in _TRUE)
-        except ValueError as exc:
-            raise ValueError(f"{prefix}: {exc}") from None
+        return cls(
+            latency_ms=float(os.environ.get(f"{prefix}_LATENCY_MS", "0")),
+            error_rate=float(os.environ.get(f"{prefix}_ERROR_RATE", "0")),
+            outage=os.environ.get(f"{prefix}_OUTAGE", "").lower() in ("1", "true", "yes"),
+        )
 
     def knobs(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "outage": self.outage,
                 "garbage": self.garbage}
 
-    def update(self, changes: Mapping[str, Any]) -> None:
-        """Apply a partial change of the knobs, all or nothing; ValueError says what is wrong."""
-        unknown = set(changes) - set(KNOBS)
+    def update(self, changes: dict[str, Any]) -> None:
+        allowed = {f.name: f.type for f in fields(self) if f.name in ("latency_ms", "error_rate", "outage", "garbage")}
+        unknown = set(changes) - set(allowed)
         if unknown:
             raise ValueError(f"unknown knobs: {', '.join(sorted(unknown))}")
         for name, value in changes.items():
             if name in ("outage", "garbage"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{name} must be true or false")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                    or value < 0:
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number")
-        if not 0 <= changes.get("error_rate", self.error_rate) <= 1:
+            setattr(self, name, value)
+        if self.error_rate > 1:
             raise ValueError("error_rate must be between 0 and 1")
-        for name, value in changes.items():
-            setattr(self, name, float(value) if name in ("latency_ms", "error_rate") else value)
-
-    def reset(self, knobs: Mapping[str, Any]) -> None:
-        """Back to `knobs`, a zero request count and the seeded random stream's start."""
-        self.update(knobs)
-        self.requests = 0
-        self.rng.seed(self.seed)
 
 
-def _is_admin(path: str) -> bool:
-    return path == "/admin" or path.startswith("/admin/")
+def _json(status: int, body: Any) -> tuple[int, bytes]:
+    return status, orjson.dumps(body)
 
 
 class FaultMiddleware:
-    """Applies the knobs to every request outside /admin.
-
-    Pure ASGI rather than BaseHTTPMiddleware: it sits in front of every benchmark request and must cost
-    nothing when the knobs are off.
-    """
+    """Applies the knobs to every request outside /admin (pure ASGI, so it costs nothing when idle)."""
 
     def __init__(self, app: ASGIApp, faults: Faults) -> None:
         self.app = app
         self.faults = faults
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _is_admin(scope["path"]):
+        if scope["type"] != "http" or scope["path"].startswith("/admin"):
             await self.app(scope, receive, send)
             return
         faults = self.faults
         faults.requests += 1
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
+        answer: tuple[int, bytes] | None = None
         if faults.outage:
-            status, body = 503, orjson.dumps({"error": "service_unavailable"})
+            answer = _json(503, {"error": "service unavailable"})
         elif faults.error_rate and faults.rng.random() < faults.error_rate:
-            status, body = 500, orjson.dumps({"error": "internal_error"})
+            answer = _json(500, {"error": "internal error"})
         elif faults.garbage:
-            # Claims JSON but is not: what an overloaded proxy in front of a real API sends back.
-            status, body = 200, GARBAGE
-        else:
+            answer = (200, b"<html>Service Temporarily Overloaded</html>{{")
+        if answer is None:
             await self.app(scope, receive, send)
             return
+        status, body = answer
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 
-def same_secret(given: str | bytes, expected: str | bytes) -> bool:
-    """Constant-time comparison that also takes non-ASCII input (str compare_digest raises TypeError on it)."""
-    a = given.encode() if isinstance(given, str) else given
-    b = expected.encode() if isinstance(expected, str) else expected
-    return hmac.compare_digest(a, b)
-
-
 def admin_routes(faults: Faults, admin_key: str, reset: Callable[[], Awaitable[None] | None]) -> list[Route]:
-    """`POST /admin/faults`, `GET /admin/stats`, `POST /admin/reset`, guarded by the admin key.
-
-    The knobs as they are now count as "initial": `/admin/reset` goes back to them and calls `reset` so
-    the app can reload its data.
-    """
-    initial = faults.knobs()
+    """`/admin/faults`, `/admin/stats`, `/admin/reset`, guarded by the admin key."""
+    initial = replace(faults)
 
     def allowed(request: Request) -> bool:
-        # Raw header bytes: a key with non-ASCII bytes must be refused, not crash the comparison.
-        given = next((v for k, v in request.scope["headers"] if k == b"x-admin-key"), b"")
-        return same_secret(given, admin_key)
+        return hmac.compare_digest(request.headers.get("x-admin-key", ""), admin_key)
 
     def denied() -> Response:
-        return json_response({"error": "admin key required"}, 401)
+        return Response(orjson.dumps({"error": "admin key required"}), 401, media_type="application/json")
 
     async def set_faults(request: Request) -> Response:
         if not allowed(request):
             return denied()
         try:
             changes = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return json_response({"error": "body is not JSON"}, 400)
-        if not isinstance(changes, dict):
-            return json_response({"error": "send a JSON object of knobs"}, 400)
-        try:
+            if not isinstance(changes, dict):
+                raise ValueError("expected a JSON object")
             faults.update(changes)
-        except ValueError as exc:
-            return json_response({"error": str(exc)}, 400)
-        return json_response(faults.knobs())
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            return Response(orjson.dumps({"error": str(exc)}), 400, media_type="application/json")
+        return Response(orjson.dumps(faults.knobs()), media_type="application/json")
 
     async def stats(request: Request) -> Response:
         if not allowed(request):
             return denied()
-        return json_response({"requests": faults.requests})
+        return Response(orjson.dumps({"requests": faults.requests, **faults.knobs()}), media_type="application/json")
 
     async def do_reset(request: Request) -> Response:
         if not allowed(request):
             return denied()
-        faults.reset(initial)
+        faults.update(initial.knobs())
+        faults.requests = 0
         result = reset()
         if result is not None:
             await result
-        return json_response({"reset": True})
+        return Response(orjson.dumps({"reset": True}), media_type="application/json")
 
     return [Route("/admin/faults", set_faults, methods=["POST"]), Route("/admin/stats", stats, methods=["GET"]),
             Route("/admin/reset", do_reset, methods=["POST"])]
 
 
-async def _json_http_error(request: Request, exc: Exception) -> Response:
-    """Unknown paths and methods answer JSON, like everything else the sample APIs say."""
-    if not isinstance(exc, HTTPException):
-        raise exc
-    return json_response({"error": exc.detail}, exc.status_code, exc.headers)
-
-
-def sample_app(routes: Sequence[BaseRoute], *, faults: Faults, admin_key: str,
-               reset: Callable[[], Awaitable[None] | None]) -> Starlette:
-    """A sample system: its API routes, `GET /healthz`, the admin routes, fault injection and JSON errors."""
-
-    async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    return Starlette(
-        routes=[*routes, Route("/healthz", healthz, methods=["GET"]), *admin_routes(faults, admin_key, reset)],
-        middleware=[Middleware(FaultMiddleware, faults=faults)],
-        exception_handlers={HTTPException: _json_http_error},
-    )
-
-
-def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
 def csv_param(request: Request, name: str, limit: int) -> list[str] | Response:
-    """A comma-separated query parameter without blanks and repeats, or a 400 when it holds more than `limit`."""
-    values = list(dict.fromkeys(v.strip() for v in request.query_params.get(name, "").split(",") if v.strip()))
+    """A comma-separated query parameter, or a 400 answer when it holds more than `limit` values."""
+    values = [v.strip() for v in request.query_params.get(name, "").split(",") if v.strip()]
     if len(values) > limit:
         return json_response({"error": f"at most {limit} values in {name}"}, 400)
     return values
 
 
-def int_param(request: Request, name: str, default: int, maximum: int, minimum: int = 1) -> int | Response:
-    """A whole-number query parameter within bounds, or a 400 answer."""
-    raw = request.query_params.get(name, "").strip()
-    if not raw:
+def int_param(request: Request, name: str, default: int, maximum: int) -> int | Response:
+    raw = request.query_params.get(name)
+    if raw is None:
         return default
-    # isascii: str.isdigit() accepts "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
-        return json_response({"error": f"{name} must be a whole number from {minimum} to {maximum}"}, 400)
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        return json_response({"error": f"{name} must be a whole number from 1 to {maximum}"}, 400)
     return int(raw)
-
-
-def text_param(request: Request, name: str) -> str | None:
-    """An optional query parameter; empty counts as absent, as most HTTP clients send unset values."""
-    value = request.query_params.get(name, "").strip()
-    return value or None
