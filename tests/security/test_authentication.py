@@ -51,8 +51,10 @@ async def test_revoked_unknown_and_expired_tokens_get_the_same_answer(gw: Harnes
     assert ok_status == 200
     assert await gw.app.state.tokens.revoke(record.id)
     expired = await gw.partner_token("V00001", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    gw.reset_counts()
     answers = [await _status(gw, f"Bearer {t}", trusted) for t in (token, "gwp_" + "A" * 43, expired)]
     assert [a[0] for a in answers] == [401, 401, 401]
+    assert gw.sql == [] and all(t.total == 0 for t in gw.upstream.values())
     assert answers[0][1] == answers[1][1] == answers[2][1]
 
 
