@@ -1,67 +1,71 @@
 """The sample CRM: customers, account managers and interactions over REST/JSON, OAuth2 client credentials.
 
 Shapes, limits and errors are those of docs/sample-systems.md. Data comes from a `World` and lives in
-memory; writes change it until `/admin/reset`.
+memory, indexed once at start; writes change it until `/admin/reset`.
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
+import bisect
+import math
+import re
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from demo.faults import FaultMiddleware, Faults, admin_routes, csv_param, int_param, json_response
+from demo.faults import (
+    Faults,
+    csv_param,
+    cursor_param,
+    encode_cursor,
+    int_param,
+    json_response,
+    same_secret,
+    sample_app,
+    text_param,
+)
 from demo.world import INTERACTION_KINDS, SEGMENTS, World
 
 BATCH_LIMIT = 100
 PAGE_LIMIT = 500
+DEFAULT_PAGE = 50
 TOKEN_LIFETIME_S = 3600
+SUBJECT_MAX = 200
+PATCHABLE = ("email", "phone", "segment")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE = re.compile(r"\+?[0-9().\- ]{7,25}")
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _cursor(*parts: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(parts))).decode()
-
-
-def _uncursor(raw: str, size: int) -> list[str] | None:
-    try:
-        parts = orjson.loads(base64.urlsafe_b64decode(raw.encode()))
-    except (ValueError, orjson.JSONDecodeError):
-        return None
-    if not isinstance(parts, list) or len(parts) != size or not all(isinstance(p, str) for p in parts):
-        return None
-    return parts
-
-
-@dataclass
-class Bucket:
-    """A token bucket: `rate` requests per second, bursts up to `burst`."""
+@dataclass(slots=True)
+class TokenBucket:
+    """`rate` requests per second on average, bursts up to `burst`."""
 
     rate: float
     burst: float
-    tokens: float = -1
+    tokens: float = field(init=False)
     stamp: float = field(default_factory=time.monotonic)
 
-    def take(self) -> float:
-        """0 when a request may pass, else the seconds until one may."""
-        now = time.monotonic()
-        if self.tokens < 0:
-            self.tokens = self.burst
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+
+    def take(self, now: float) -> float:
+        """0 when a request may pass (and counts it), else the seconds until one may."""
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
@@ -70,191 +74,259 @@ class Bucket:
         return (1 - self.tokens) / self.rate
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    client_id: str
+    expires_at: float  # time.monotonic() seconds
+
+
+class AccessTokens:
+    """Bearer tokens issued by the token endpoint, in memory, each with its client and expiry."""
+
+    def __init__(self) -> None:
+        self._issued: dict[str, IssuedToken] = {}
+
+    def issue(self, client_id: str, now: float) -> str:
+        # Drop expired tokens here, so a client that fetches a token per request cannot grow memory forever.
+        self._issued = {t: issued for t, issued in self._issued.items() if issued.expires_at > now}
+        token = secrets.token_urlsafe(32)
+        self._issued[token] = IssuedToken(client_id, now + TOKEN_LIFETIME_S)
+        return token
+
+    def client_of(self, token: str, now: float) -> str | None:
+        """The client a live token was issued to; None for unknown and expired tokens."""
+        issued = self._issued.get(token)
+        return issued.client_id if issued is not None and issued.expires_at > now else None
+
+
+def _interaction_key(interaction: dict[str, Any]) -> tuple[str, str]:
+    return interaction["occurredAt"], interaction["id"]
+
+
 class CrmData:
-    """The CRM's records, indexed for the API's reads."""
+    """The CRM's records as the API serves them, indexed for O(1) reads and keyed pages."""
 
     def __init__(self, world: World) -> None:
         self.world = world
         self.load()
 
     def load(self) -> None:
-        managers = self.world.account_managers
+        """(Re)build every index from the world: at start and on `/admin/reset`."""
+        managers = [{"id": m.id, "name": m.name, "email": m.email} for m in self.world.account_managers]
         self.customers: dict[str, dict[str, Any]] = {}
+        self.agent_of: dict[str, str] = {}
         for c in self.world.customers:
             created = _iso(c.created_at)
-            manager = managers[c.account_manager]
             self.customers[c.crm_id] = {
                 "id": c.crm_id, "erpCustomerNumber": c.crm_erp_number, "name": c.name,
                 "contact": {"firstName": c.contact_first, "lastName": c.contact_last}, "email": c.email,
-                "phone": c.crm_phone, "segment": c.segment,
-                "accountManager": {"id": manager.id, "name": manager.name, "email": manager.email},
+                "phone": c.crm_phone, "segment": c.segment, "accountManager": dict(managers[c.account_manager]),
                 "createdAt": created, "updatedAt": created,
             }
-        self.order = sorted(self.customers.values(), key=lambda c: (c["name"], c["id"]))
+            self.agent_of[c.crm_id] = managers[c.account_manager]["name"]
+        # PATCH cannot change a name, so this order (and every cursor into it) holds until reset.
+        self.ordered = sorted(self.customers.values(), key=lambda c: (c["name"], c["id"]))
+        self.keys = [(c["name"], c["id"]) for c in self.ordered]
+        self.folded = [c["name"].casefold() for c in self.ordered]
         self.interactions: dict[str, list[dict[str, Any]]] = {
             crm_id: [{"id": i.id, "customerId": i.customer, "kind": i.kind, "occurredAt": _iso(i.occurred_at),
                       "subject": i.subject, "agent": i.agent} for i in items]
             for crm_id, items in self.world.interactions.items()}
 
+    def customer_page(self, text: str | None, segment: str | None, after: tuple[str, ...] | None,
+                      limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """Customers by name then id after the cursor key, filtered; with the next page's cursor."""
+        folded = text.casefold() if text else None
+        start = bisect.bisect_right(self.keys, after) if after else 0
+        page: list[dict[str, Any]] = []
+        for index in range(start, len(self.ordered)):
+            c = self.ordered[index]
+            if (folded and folded not in self.folded[index]) or (segment and c["segment"] != segment):
+                continue
+            if len(page) == limit:
+                return page, encode_cursor((page[-1]["name"], page[-1]["id"]))
+            page.append(c)
+        return page, None
+
+    def interaction_page(self, crm_id: str, kind: str | None, after: tuple[str, ...] | None,
+                         limit: int) -> dict[str, Any]:
+        """A customer's interactions newest first, after the cursor key: `{"data", "nextCursor"}`."""
+        items = [i for i in self.interactions.get(crm_id, ())
+                 if (kind is None or i["kind"] == kind) and (after is None or _interaction_key(i) < after)]
+        more = len(items) > limit
+        page = items[:limit]
+        return {"data": page, "nextCursor": encode_cursor(_interaction_key(page[-1])) if more else None}
+
+    def add_interaction(self, crm_id: str, kind: str, subject: str, agent: str | None) -> dict[str, Any]:
+        created = {"id": str(uuid.uuid4()), "customerId": crm_id, "kind": kind,
+                   "occurredAt": _iso(datetime.now(UTC)), "subject": subject,
+                   "agent": agent or self.agent_of[crm_id]}
+        items = self.interactions.setdefault(crm_id, [])
+        items.append(created)
+        # Sorted, not prepended: the world's data sits around its own "today", which the wall clock may not be.
+        items.sort(key=_interaction_key, reverse=True)
+        return created
+
+
+def _customer_changes(body: Any) -> dict[str, Any] | str:
+    """The validated fields of a PATCH body, or what is wrong with it."""
+    if not isinstance(body, dict) or not body:
+        return f"send a JSON object with some of: {', '.join(PATCHABLE)}"
+    if unknown := sorted(set(body) - set(PATCHABLE)):
+        return f"cannot change: {', '.join(unknown)}"
+    if "email" in body and not (isinstance(body["email"], str) and len(body["email"]) <= 254
+                                and _EMAIL.fullmatch(body["email"])):
+        return "email must be an e-mail address"
+    phone = body.get("phone")
+    if phone is not None and not (isinstance(phone, str) and _PHONE.fullmatch(phone)
+                                  and sum(ch.isdigit() for ch in phone) >= 7):
+        return "phone must be a phone number or null"
+    if "segment" in body and body["segment"] not in SEGMENTS:
+        return f"segment must be one of {', '.join(SEGMENTS)}"
+    return dict(body)
+
+
+def _new_interaction(body: Any) -> tuple[str, str, str | None] | str:
+    """(kind, subject, agent) of a POST body, or what is wrong with it."""
+    if not isinstance(body, dict):
+        return "send a JSON object {kind, subject}"
+    if unknown := sorted(set(body) - {"kind", "subject", "agent"}):
+        return f"unknown fields: {', '.join(unknown)}"
+    if body.get("kind") not in INTERACTION_KINDS:
+        return f"kind must be one of {', '.join(INTERACTION_KINDS)}"
+    subject = body.get("subject")
+    if not isinstance(subject, str) or not subject.strip() or len(subject) > SUBJECT_MAX:
+        return f"subject must be text of 1 to {SUBJECT_MAX} characters"
+    agent = body.get("agent")
+    if agent is not None and (not isinstance(agent, str) or not agent.strip()):
+        return "agent must be a name"
+    return body["kind"], subject.strip(), agent.strip() if agent else None
+
+
+async def _json_body(request: Request) -> Any:
+    """The decoded body; ValueError when it is not JSON."""
+    return orjson.loads(await request.body())
+
 
 def create_app(world: World, *, client_id: str, client_secret: str, admin_key: str, faults: Faults | None = None,
                rate_per_second: float = 200, burst: int = 400) -> Starlette:
-    faults = faults or Faults()
+    """The CRM as an ASGI app; `rate_per_second` and `burst` shape each client's token bucket."""
+    faults = faults if faults is not None else Faults()
     data = CrmData(world)
-    tokens: dict[str, tuple[str, float]] = {}  # access token -> (client id, expiry)
-    buckets: dict[str, Bucket] = {}
+    tokens = AccessTokens()
+    buckets: dict[str, TokenBucket] = {}
 
-    def authorised(request: Request) -> str | Response:
-        header = request.headers.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
-        found = tokens.get(token)
-        if not token or found is None or found[1] < time.monotonic():
-            return json_response({"error": "invalid_token"}, 401, {"WWW-Authenticate": "Bearer"})
-        bucket = buckets.setdefault(found[0], Bucket(rate_per_second, burst))
-        wait = bucket.take()
-        if wait:
-            return json_response({"error": "rate_limited"}, 429, {"Retry-After": str(max(1, int(wait + 0.999)))})
-        return found[0]
+    def guarded(handler: Handler) -> Handler:
+        """Bearer token required (401), then the client's token bucket (429 with Retry-After)."""
+
+        async def call(request: Request) -> Response:
+            now = time.monotonic()
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            client = tokens.client_of(token.strip(), now) if scheme.lower() == "bearer" else None
+            if client is None:
+                return json_response({"error": "invalid_token"}, 401, {"WWW-Authenticate": 'Bearer realm="crm"'})
+            bucket = buckets.get(client)
+            if bucket is None:
+                bucket = buckets[client] = TokenBucket(rate_per_second, burst, stamp=now)
+            if wait := bucket.take(now):
+                return json_response({"error": "rate_limited"}, 429, {"Retry-After": str(max(1, math.ceil(wait)))})
+            return await handler(request)
+
+        return call
 
     async def token(request: Request) -> Response:
         form = await request.form()
         if form.get("grant_type") != "client_credentials":
             return json_response({"error": "unsupported_grant_type"}, 400)
-        given_id, given_secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
-        if not (hmac.compare_digest(given_id, client_id) and hmac.compare_digest(given_secret, client_secret)):
+        given_id, given_secret = form.get("client_id"), form.get("client_secret")
+        # `&`, not `and`: both comparisons always run, so timing does not tell which one failed.
+        if not (isinstance(given_id, str) and isinstance(given_secret, str)
+                and same_secret(given_id, client_id) & same_secret(given_secret, client_secret)):
             return json_response({"error": "invalid_client"}, 401)
-        access = secrets.token_urlsafe(32)
-        tokens[access] = (given_id, time.monotonic() + TOKEN_LIFETIME_S)
-        return json_response({"access_token": access, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME_S})
+        access = tokens.issue(given_id, time.monotonic())
+        return json_response({"access_token": access, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME_S},
+                             headers={"Cache-Control": "no-store"})
 
     async def customers(request: Request) -> Response:
-        if isinstance(who := authorised(request), Response):
-            return who
         if "ids" in request.query_params:
             ids = csv_param(request, "ids", BATCH_LIMIT)
             if isinstance(ids, Response):
                 return ids
-            return json_response({"data": [data.customers[i] for i in dict.fromkeys(ids) if i in data.customers]})
-        limit = int_param(request, "limit", 50, PAGE_LIMIT)
+            return json_response({"data": [data.customers[i] for i in ids if i in data.customers]})
+        limit = int_param(request, "limit", DEFAULT_PAGE, PAGE_LIMIT)
         if isinstance(limit, Response):
             return limit
-        q = request.query_params.get("q", "").strip().lower()
-        segment = request.query_params.get("segment")
+        segment = text_param(request, "segment")
         if segment is not None and segment not in SEGMENTS:
             return json_response({"error": f"segment must be one of {', '.join(SEGMENTS)}"}, 400)
-        after: tuple[str, str] | None = None
-        if raw := request.query_params.get("cursor"):
-            parts = _uncursor(raw, 2)
-            if parts is None:
-                return json_response({"error": "bad cursor"}, 400)
-            after = (parts[0], parts[1])
-        page: list[dict[str, Any]] = []
-        more = False
-        for c in data.order:
-            if after is not None and (c["name"], c["id"]) <= after:
-                continue
-            if (q and q not in c["name"].lower()) or (segment and c["segment"] != segment):
-                continue
-            if len(page) == limit:
-                more = True
-                break
-            page.append(c)
-        next_cursor = _cursor(page[-1]["name"], page[-1]["id"]) if more and page else None
+        after = cursor_param(request, 2)
+        if isinstance(after, Response):
+            return after
+        page, next_cursor = data.customer_page(text_param(request, "q"), segment, after, limit)
         return json_response({"data": page, "nextCursor": next_cursor})
 
     async def customer(request: Request) -> Response:
-        if isinstance(who := authorised(request), Response):
-            return who
         found = data.customers.get(request.path_params["id"])
         if found is None:
-            return json_response({"error": "not found"}, 404)
+            return json_response({"error": "not_found"}, 404)
         if request.method == "GET":
             return json_response(found)
         try:
-            changes = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
+            changes = _customer_changes(await _json_body(request))
+        except ValueError:
             return json_response({"error": "body is not JSON"}, 400)
-        allowed = {"email", "phone", "segment"}
-        if not isinstance(changes, dict) or not changes or set(changes) - allowed:
-            return json_response({"error": f"send an object with some of: {', '.join(sorted(allowed))}"}, 422)
-        if "segment" in changes and changes["segment"] not in SEGMENTS:
-            return json_response({"error": "unknown segment"}, 422)
-        if any(not isinstance(v, str | None) for v in changes.values()):
-            return json_response({"error": "values must be strings or null"}, 422)
+        if isinstance(changes, str):
+            return json_response({"error": changes}, 422)
         found.update(changes, updatedAt=_iso(datetime.now(UTC)))
         return json_response(found)
 
-    def interaction_page(crm_id: str, request: Request, limit: int, cursor: str | None) -> dict[str, Any] | Response:
-        kind = request.query_params.get("kind")
+    def page_params(request: Request) -> tuple[str | None, int] | Response:
+        kind = text_param(request, "kind")
         if kind is not None and kind not in INTERACTION_KINDS:
             return json_response({"error": f"kind must be one of {', '.join(INTERACTION_KINDS)}"}, 400)
-        after: tuple[str, str] | None = None
-        if cursor:
-            parts = _uncursor(cursor, 2)
-            if parts is None:
-                return json_response({"error": "bad cursor"}, 400)
-            after = (parts[0], parts[1])
-        items = [i for i in data.interactions.get(crm_id, []) if kind is None or i["kind"] == kind]
-        if after is not None:
-            items = [i for i in items if (i["occurredAt"], i["id"]) < after]
-        page = items[:limit]
-        more = len(items) > limit
-        return {"data": page, "nextCursor": _cursor(page[-1]["occurredAt"], page[-1]["id"]) if more else None}
+        limit = int_param(request, "limit", DEFAULT_PAGE, PAGE_LIMIT)
+        return limit if isinstance(limit, Response) else (kind, limit)
 
     async def interactions_of(request: Request) -> Response:
-        if isinstance(who := authorised(request), Response):
-            return who
         crm_id = request.path_params["id"]
         if crm_id not in data.customers:
-            return json_response({"error": "not found"}, 404)
+            return json_response({"error": "not_found"}, 404)
         if request.method == "POST":
             try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
+                wanted = _new_interaction(await _json_body(request))
+            except ValueError:
                 return json_response({"error": "body is not JSON"}, 400)
-            if (not isinstance(body, dict) or body.get("kind") not in INTERACTION_KINDS
-                    or not isinstance(body.get("subject"), str) or not body["subject"].strip()):
-                return json_response({"error": "send {kind, subject}"}, 422)
-            created = {"id": str(uuid.uuid4()), "customerId": crm_id, "kind": body["kind"],
-                       "occurredAt": _iso(datetime.now(UTC)), "subject": body["subject"].strip(),
-                       "agent": body.get("agent") if isinstance(body.get("agent"), str) else None}
-            data.interactions.setdefault(crm_id, []).insert(0, created)
-            return json_response(created, 201)
-        limit = int_param(request, "limit", 20, PAGE_LIMIT)
-        if isinstance(limit, Response):
-            return limit
-        page = interaction_page(crm_id, request, limit, request.query_params.get("cursor"))
-        return page if isinstance(page, Response) else json_response(page)
+            if isinstance(wanted, str):
+                return json_response({"error": wanted}, 422)
+            return json_response(data.add_interaction(crm_id, *wanted), 201)
+        params = page_params(request)
+        if isinstance(params, Response):
+            return params
+        after = cursor_param(request, 2)
+        if isinstance(after, Response):
+            return after
+        return json_response(data.interaction_page(crm_id, params[0], after, params[1]))
 
     async def interactions_batch(request: Request) -> Response:
-        if isinstance(who := authorised(request), Response):
-            return who
         ids = csv_param(request, "customerIds", BATCH_LIMIT)
         if isinstance(ids, Response):
             return ids
-        limit = int_param(request, "limit", 20, PAGE_LIMIT)
-        if isinstance(limit, Response):
-            return limit
-        results = []
-        for crm_id in dict.fromkeys(ids):
-            if crm_id not in data.customers:
-                continue
-            page = interaction_page(crm_id, request, limit, None)
-            if isinstance(page, Response):
-                return page
-            results.append({"customerId": crm_id, **page})
-        return json_response({"results": results})
+        params = page_params(request)
+        if isinstance(params, Response):
+            return params
+        kind, limit = params
+        return json_response({"results": [{"customerId": crm_id, **data.interaction_page(crm_id, kind, None, limit)}
+                                          for crm_id in ids if crm_id in data.customers]})
 
-    async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
+    def reset() -> None:
+        data.load()
+        buckets.clear()  # issued tokens stay valid: a reset must not log the gateway out
 
     routes = [
         Route("/oauth/token", token, methods=["POST"]),
-        Route("/api/v1/customers", customers, methods=["GET"]),
-        Route("/api/v1/customers/{id}", customer, methods=["GET", "PATCH"]),
-        Route("/api/v1/customers/{id}/interactions", interactions_of, methods=["GET", "POST"]),
-        Route("/api/v1/interactions", interactions_batch, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        *admin_routes(faults, admin_key, data.load),
+        Route("/api/v1/customers", guarded(customers), methods=["GET"]),
+        Route("/api/v1/customers/{id}", guarded(customer), methods=["GET", "PATCH"]),
+        Route("/api/v1/customers/{id}/interactions", guarded(interactions_of), methods=["GET", "POST"]),
+        Route("/api/v1/interactions", guarded(interactions_batch), methods=["GET"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(FaultMiddleware, faults=faults)])
+    return sample_app(routes, faults=faults, admin_key=admin_key, reset=reset)

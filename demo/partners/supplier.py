@@ -1,36 +1,87 @@
-"""The sample supplier portal: catalogue offers and purchase orders, camelCase JSON, API-key auth."""
+"""The sample supplier portal: catalogue offers and purchase orders, camelCase JSON, API-key auth.
+
+Shapes, limits and errors are those of docs/sample-systems.md: prices are decimal strings, dates
+`YYYY-MM-DD`. Data comes from a `World`; confirming a purchase order changes it until `/admin/reset`.
+"""
 
 from __future__ import annotations
 
-import base64
-import hmac
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from demo.faults import FaultMiddleware, Faults, admin_routes, csv_param, int_param, json_response
+from demo.faults import (
+    Faults,
+    csv_param,
+    cursor_param,
+    encode_cursor,
+    int_param,
+    json_response,
+    same_secret,
+    sample_app,
+    text_param,
+)
 from demo.world import PO_STATUSES, World
 
 BATCH_LIMIT = 200
 PAGE_LIMIT = 200
+DEFAULT_PAGE = 50
+UNCONFIRMABLE = ("CANCELLED", "RECEIVED")
+
+Handler = Callable[[Request], Awaitable[Response]]
+Key = tuple[str, ...]
+
+
+def _offer_key(offer: dict[str, Any]) -> Key:
+    return offer["sku"], offer["supplierCode"]
+
+
+def _po_key(po: dict[str, Any]) -> Key:
+    return po["createdOn"], po["poNumber"]
+
+
+def _page(request: Request, name: str, ordered: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Key],
+          *, newest_first: bool) -> Response:
+    """`{name: [...], "next"}`: one page of `ordered` (sorted by `key`) after the request's cursor."""
+    limit = int_param(request, "limit", DEFAULT_PAGE, PAGE_LIMIT)
+    if isinstance(limit, Response):
+        return limit
+    after = cursor_param(request, 2)
+    if isinstance(after, Response):
+        return after
+    page: list[dict[str, Any]] = []
+    for record in ordered:
+        if after is not None and (key(record) >= after if newest_first else key(record) <= after):
+            continue
+        if len(page) == limit:
+            return json_response({name: page, "next": encode_cursor(key(page[-1]))})
+        page.append(record)
+    return json_response({name: page, "next": None})
 
 
 class SupplierData:
+    """The portal's offers and purchase orders as the API serves them, indexed by what the API asks for."""
+
     def __init__(self, world: World) -> None:
         self.world = world
         self.load()
 
     def load(self) -> None:
-        self.offers: dict[str, list[dict[str, Any]]] = {}
+        """(Re)build every index from the world: at start and on `/admin/reset`."""
+        self.offers_by_sku: dict[str, list[dict[str, Any]]] = {}
+        self.offers_by_supplier: dict[str, list[dict[str, Any]]] = {}
         for o in self.world.offers:
-            self.offers.setdefault(o.item, []).append({
-                "supplierCode": o.supplier, "sku": o.item, "unitPrice": o.unit_price, "currency": o.currency,
-                "leadTimeDays": o.lead_time_days, "availableQty": o.available_qty,
-                "validUntil": o.valid_until.isoformat()})
+            offer = {"supplierCode": o.supplier, "sku": o.item, "unitPrice": o.unit_price, "currency": o.currency,
+                     "leadTimeDays": o.lead_time_days, "availableQty": o.available_qty,
+                     "validUntil": o.valid_until.isoformat()}
+            self.offers_by_sku.setdefault(o.item, []).append(offer)
+            self.offers_by_supplier.setdefault(o.supplier, []).append(offer)
+        for offers in self.offers_by_supplier.values():
+            offers.sort(key=_offer_key)
         self.pos: dict[str, dict[str, Any]] = {
             po.id: {"poNumber": po.id, "supplierCode": po.supplier, "status": po.status,
                     "createdOn": po.created.isoformat(), "expectedOn": po.expected.isoformat(),
@@ -38,102 +89,73 @@ class SupplierData:
                     "lines": [{"sku": line.item, "qty": line.quantity, "unitPrice": line.unit_price}
                               for line in po.lines]}
             for po in self.world.purchase_orders}
-        # Newest first, as the portal lists them.
-        self.po_order = sorted(self.pos.values(), key=lambda p: (p["createdOn"], p["poNumber"]), reverse=True)
-
-
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode()
-
-
-def _offset(raw: str | None) -> int | None:
-    if raw is None:
-        return 0
-    try:
-        value = base64.urlsafe_b64decode(raw.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return int(value) if value.isdigit() else None
-
-
-def _page(request: Request, key: str, matching: list[dict[str, Any]]) -> Response:
-    """One page of `matching` per the request's `limit` and `cursor` (an opaque offset)."""
-    limit = int_param(request, "limit", 50, PAGE_LIMIT)
-    if isinstance(limit, Response):
-        return limit
-    start = _offset(request.query_params.get("cursor"))
-    if start is None:
-        return json_response({"error": "bad cursor"}, 400)
-    more = start + limit < len(matching)
-    return json_response({key: matching[start: start + limit], "next": _cursor(start + limit) if more else None})
+        # Newest first, as the portal lists them; ISO dates sort as text.
+        self.pos_newest_first = sorted(self.pos.values(), key=_po_key, reverse=True)
+        self.pos_by_supplier: dict[str, list[dict[str, Any]]] = {}
+        for po in self.pos_newest_first:
+            self.pos_by_supplier.setdefault(po["supplierCode"], []).append(po)
 
 
 def create_app(world: World, *, api_key: str, admin_key: str, faults: Faults | None = None) -> Starlette:
-    faults = faults or Faults()
+    """The supplier portal as an ASGI app; every `/v2` call needs `X-Api-Key: <api_key>`."""
+    faults = faults if faults is not None else Faults()
     data = SupplierData(world)
 
-    def denied(request: Request) -> Response | None:
-        if hmac.compare_digest(request.headers.get("x-api-key", ""), api_key):
-            return None
-        return json_response({"error": "missing or wrong X-Api-Key"}, 401)
+    def guarded(handler: Handler) -> Handler:
+        async def call(request: Request) -> Response:
+            given = next((v for k, v in request.scope["headers"] if k == b"x-api-key"), b"")
+            if not same_secret(given, api_key):
+                return json_response({"error": "missing or wrong X-Api-Key"}, 401)
+            return await handler(request)
+
+        return call
 
     async def offers(request: Request) -> Response:
-        if answer := denied(request):
-            return answer
         if "sku" in request.query_params:
             skus = csv_param(request, "sku", BATCH_LIMIT)
             if isinstance(skus, Response):
                 return skus
-            return json_response({"offers": [o for s in dict.fromkeys(skus) for o in data.offers.get(s, [])]})
-        supplier = request.query_params.get("supplier")
-        if not supplier:
+            return json_response({"offers": [o for s in skus for o in data.offers_by_sku.get(s, ())]})
+        supplier = text_param(request, "supplier")
+        if supplier is None:
             return json_response({"error": "give sku or supplier"}, 400)
-        matching = [o for item in sorted(data.offers) for o in data.offers[item] if o["supplierCode"] == supplier]
-        return _page(request, "offers", matching)
+        return _page(request, "offers", data.offers_by_supplier.get(supplier, ()), _offer_key, newest_first=False)
 
     async def purchase_orders(request: Request) -> Response:
-        if answer := denied(request):
-            return answer
         if "ids" in request.query_params:
             ids = csv_param(request, "ids", BATCH_LIMIT)
             if isinstance(ids, Response):
                 return ids
-            return json_response({"purchaseOrders": [data.pos[i] for i in dict.fromkeys(ids) if i in data.pos]})
+            return json_response({"purchaseOrders": [data.pos[i] for i in ids if i in data.pos]})
         if "sku" in request.query_params:
             skus = csv_param(request, "sku", BATCH_LIMIT)
             if isinstance(skus, Response):
                 return skus
             wanted = set(skus)
-            return json_response({"purchaseOrders": [po for po in data.po_order
+            return json_response({"purchaseOrders": [po for po in data.pos_newest_first
                                                      if any(line["sku"] in wanted for line in po["lines"])]})
-        status = request.query_params.get("status")
+        status = text_param(request, "status")
         if status is not None and status not in PO_STATUSES:
             return json_response({"error": f"status must be one of {', '.join(PO_STATUSES)}"}, 400)
-        supplier = request.query_params.get("supplier")
-        matching = [po for po in data.po_order if (supplier is None or po["supplierCode"] == supplier)
-                    and (status is None or po["status"] == status)]
-        return _page(request, "purchaseOrders", matching)
+        supplier = text_param(request, "supplier")
+        listed = data.pos_newest_first if supplier is None else data.pos_by_supplier.get(supplier, [])
+        matching = (po for po in listed if status is None or po["status"] == status)
+        return _page(request, "purchaseOrders", matching, _po_key, newest_first=True)
 
     async def confirm(request: Request) -> Response:
-        if answer := denied(request):
-            return answer
         po = data.pos.get(request.path_params["id"])
         if po is None:
             return json_response({"error": "not found"}, 404)
-        if po["status"] in ("CANCELLED", "RECEIVED"):
+        if po["status"] in UNCONFIRMABLE:
             return json_response({"error": f"a {po['status']} order cannot be confirmed"}, 409)
+        # SENT becomes CONFIRMED; CONFIRMED and PARTIAL (deliveries under way) are confirmed already.
         if po["status"] == "SENT":
             po["status"] = "CONFIRMED"
         return json_response(po)
 
-    async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
-
     routes = [
-        Route("/v2/offers", offers, methods=["GET"]),
-        Route("/v2/purchase-orders", purchase_orders, methods=["GET"]),
-        Route("/v2/purchase-orders/{id}/confirm", confirm, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        *admin_routes(faults, admin_key, data.load),
+        Route("/v2/offers", guarded(offers), methods=["GET"]),
+        Route("/v2/purchase-orders", guarded(purchase_orders), methods=["GET"]),
+        Route("/v2/purchase-orders/{id}/confirm", guarded(confirm), methods=["POST"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(FaultMiddleware, faults=faults)])
+    return sample_app(routes, faults=faults, admin_key=admin_key, reset=data.load)
