@@ -29,6 +29,7 @@ from sources.rest import RestTransport
 from sources.values import Money, PurchaseOrderStatus, ShipmentStatus
 
 BATCH_LIMIT = 200  # both partner APIs take at most 200 keys per call
+SUPPLIER_PAGE_LIMIT = 200  # and at most 200 items per page
 
 
 def _chunks(keys: Sequence[Any]) -> list[list[Any]]:
@@ -158,7 +159,7 @@ class SupplierSource:
             page_cursor, skip = parts[0] or None, parts[1]
         body = await self.transport.get_json("purchase_order_page", "/v2/purchase-orders", {
             "supplier": query.supplier, "status": PO_STATUS_CODE[query.status] if query.status else None,
-            "limit": query.first + skip + 1, "cursor": page_cursor})
+            "limit": min(SUPPLIER_PAGE_LIMIT, query.first + skip + 1), "cursor": page_cursor})
         raw = _items(body, "purchaseOrders", self.name)[skip:]
         mapped = [PO_MAP.apply(r, source=self.name) for r in raw]
         page = mapped[: query.first]
