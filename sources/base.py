@@ -77,11 +77,30 @@ class SourceCall:
     cache: str = "none"  # none | hit | miss | stale
 
 
+@dataclass(frozen=True, slots=True)
+class CacheEvent:
+    """An answer served from the cache past its TTL: `stale` (refreshing) or `stale_if_error`."""
+
+    source: str
+    operation: str
+    outcome: str
+    keys: int
+    age_s: float
+
+
 @dataclass
 class CallLog:
-    """The upstream calls made on behalf of one request."""
+    """The upstream calls made on behalf of one request, and the stale answers it was given."""
 
     calls: list[SourceCall] = field(default_factory=list)
+    cache: list[CacheEvent] = field(default_factory=list)
+
+    def stale_sources(self) -> dict[str, float]:
+        """Source -> age in seconds of the oldest stale answer served from it."""
+        ages: dict[str, float] = {}
+        for event in self.cache:
+            ages[event.source] = max(ages.get(event.source, 0.0), event.age_s)
+        return ages
 
     def count(self, source: str | None = None) -> int:
         return sum(1 for c in self.calls if source is None or c.source == source)
@@ -108,6 +127,12 @@ def record_call(call: SourceCall) -> None:
     log = _current.get()
     if log is not None:
         log.calls.append(call)
+
+
+def record_cache_event(source: str, operation: str, outcome: str, keys: int, age_s: float) -> None:
+    log = _current.get()
+    if log is not None:
+        log.cache.append(CacheEvent(source, operation, outcome, keys, age_s))
 
 
 def ms_since(started: float) -> float:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sources.base import Health, Slice, decode_cursor, encode_cursor
+from sources.cache import Cache, NoCache
 from sources.errors import UpstreamBadResponse
 from sources.mapping import Field, RecordMap, code, email, iso_datetime, nested, optional, phone, strip, text
 from sources.rest import RestTransport
@@ -124,27 +125,39 @@ def _items(body: Any, key: str, source: str) -> list[Any]:
 
 
 class CrmSource:
-    def __init__(self, transport: RestTransport, *, phone_region: str = "US", page_limit: int = 500) -> None:
+    ENTITY_OPERATIONS: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "customer": ("customers", "customer_page"),
+        "interaction": ("interactions_of",),
+    }
+
+    def __init__(self, transport: RestTransport, *, phone_region: str = "US", page_limit: int = 500,
+                 cache: Cache | None = None) -> None:
         self.name = transport.name
         self.transport = transport
+        self.cache: Cache = cache or NoCache()
         self.customer_map = customer_map(phone_region)
         self.page_limit = page_limit
 
     async def customers(self, ids: Sequence[str], _: None = None) -> dict[str, CrmCustomer]:
-        chunks = [list(ids[i: i + BATCH_LIMIT]) for i in range(0, len(ids), BATCH_LIMIT)]
-        bodies = await asyncio.gather(*(
-            self.transport.get_json("customers", "/api/v1/customers", {"ids": ",".join(c)}, keys=len(c))
-            for c in chunks))
-        out: dict[str, CrmCustomer] = {}
-        for body in bodies:
-            for raw in _items(body, "data", self.name):
-                customer = self.customer_map.apply(raw, source=self.name)
-                out[customer.id] = customer
-        return out
+        async def fetch(wanted: list[str]) -> dict[str, Any]:
+            chunks = [wanted[i: i + BATCH_LIMIT] for i in range(0, len(wanted), BATCH_LIMIT)]
+            bodies = await asyncio.gather(*(
+                self.transport.get_json("customers", "/api/v1/customers", {"ids": ",".join(c)}, keys=len(c))
+                for c in chunks))
+            found: dict[str, Any] = {}
+            for body in bodies:
+                for raw in _items(body, "data", self.name):
+                    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+                        raise UpstreamBadResponse(self.name, "customer without an id")
+                    found[raw["id"]] = raw
+            return found
 
-    async def _paged(self, operation: str, path: str, params: dict[str, Any], first: int, after: str | None,
-                     record_map: RecordMap[Any]) -> Slice[Any]:
-        """Read enough of the CRM's pages for `first` items after our cursor."""
+        raw = await self.cache.many(self.name, "customers", ids, None, fetch)
+        return {i: self.customer_map.apply(r, source=self.name) for i, r in raw.items()}
+
+    async def _paged(self, operation: str, path: str, params: dict[str, Any], first: int,
+                     after: str | None) -> Slice[Any]:
+        """Read enough of the CRM's pages for `first` raw items after our cursor."""
         page_cursor, skip = _page_cursor(after)
         items: list[Any] = []
         cursors: list[str] = []
@@ -154,7 +167,7 @@ class CrmSource:
             raw_items = _items(body, "data", self.name)[skip:]
             next_cursor = body.get("nextCursor")
             for offset, raw in enumerate(raw_items, start=skip + 1):
-                items.append(record_map.apply(raw, source=self.name))
+                items.append(raw)
                 cursors.append(encode_cursor(page_cursor or "", offset))
             if len(items) > first or not next_cursor:
                 break
@@ -163,8 +176,14 @@ class CrmSource:
 
     async def customer_page(self, query: CustomerQuery) -> Slice[CrmCustomer]:
         params: dict[str, Any] = {"q": query.text, "segment": SEGMENT_CODES[query.segment] if query.segment else None}
-        return await self._paged("customer_page", "/api/v1/customers", params, query.first, query.after,
-                                 self.customer_map)
+        _page_cursor(query.after)  # a bad cursor fails before the cache or the CRM
+
+        async def fetch() -> list[Any]:
+            page = await self._paged("customer_page", "/api/v1/customers", params, query.first, query.after)
+            return [list(page.items), list(page.cursors), page.has_next]
+
+        items, cursors, has_next = await self.cache.one(self.name, "customer_page", query, fetch)
+        return Slice(tuple(self.customer_map.apply(r, source=self.name) for r in items), tuple(cursors), has_next)
 
     async def all_customer_refs(self) -> list[tuple[str, str | None]]:
         """Every customer's (id, raw ERP number): the crosswalk's input."""
@@ -186,27 +205,36 @@ class CrmSource:
                               query: InteractionQuery) -> dict[str, Slice[Interaction]]:
         """The first page of interactions of each customer: one batch call (per 100 customers)."""
         kind = KIND_CODES[query.kind] if query.kind else None
-        if query.after is not None:
-            # A cursor belongs to one customer's list; resume each one on its own.
-            pages = await asyncio.gather(*(
-                self._paged("interactions", f"/api/v1/customers/{cid}/interactions", {"kind": kind},
-                            query.first, query.after, INTERACTION_MAP) for cid in customer_ids))
-            return dict(zip(customer_ids, pages, strict=True))
-        out: dict[str, Slice[Interaction]] = {cid: Slice.empty() for cid in customer_ids}
-        chunks = [list(customer_ids[i: i + BATCH_LIMIT]) for i in range(0, len(customer_ids), BATCH_LIMIT)]
-        bodies = await asyncio.gather(*(self.transport.get_json(
-            "interactions_batch", "/api/v1/interactions",
-            {"customerIds": ",".join(c), "limit": query.first + 1, "kind": kind}, keys=len(c)) for c in chunks))
-        for body in bodies:
-            for result in _items(body, "results", self.name):
-                if not isinstance(result, dict) or result.get("customerId") not in out:
-                    raise UpstreamBadResponse(self.name, "interaction batch for an unknown customer")
-                raw_items = _items(result, "data", self.name)
-                mapped = [INTERACTION_MAP.apply(r, source=self.name) for r in raw_items]
-                page = mapped[: query.first]
-                cursors = tuple(encode_cursor("", i + 1) for i in range(len(page)))
-                out[result["customerId"]] = Slice(tuple(page), cursors,
-                                                  len(mapped) > query.first or bool(result.get("nextCursor")))
+        _page_cursor(query.after)
+
+        async def fetch(wanted: list[str]) -> dict[str, Any]:
+            if query.after is not None:
+                # A cursor belongs to one customer's list; resume each one on its own.
+                pages = await asyncio.gather(*(
+                    self._paged("interactions", f"/api/v1/customers/{cid}/interactions", {"kind": kind},
+                                query.first, query.after) for cid in wanted))
+                return {cid: [list(p.items), list(p.cursors), p.has_next] for cid, p in zip(wanted, pages, strict=True)}
+            found: dict[str, Any] = {cid: [[], [], False] for cid in wanted}
+            chunks = [wanted[i: i + BATCH_LIMIT] for i in range(0, len(wanted), BATCH_LIMIT)]
+            bodies = await asyncio.gather(*(self.transport.get_json(
+                "interactions_batch", "/api/v1/interactions",
+                {"customerIds": ",".join(c), "limit": query.first + 1, "kind": kind}, keys=len(c)) for c in chunks))
+            for body in bodies:
+                for result in _items(body, "results", self.name):
+                    if not isinstance(result, dict) or result.get("customerId") not in found:
+                        raise UpstreamBadResponse(self.name, "interaction batch for an unknown customer")
+                    raw_items = _items(result, "data", self.name)
+                    page = raw_items[: query.first]
+                    found[result["customerId"]] = [page, [encode_cursor("", i + 1) for i in range(len(page))],
+                                                   len(raw_items) > query.first or bool(result.get("nextCursor"))]
+            return found
+
+        raw = await self.cache.many(self.name, "interactions_of", customer_ids, query, fetch)
+        out: dict[str, Slice[Interaction]] = {}
+        for cid in customer_ids:
+            items, cursors, has_next = raw.get(cid, [[], [], False])
+            out[cid] = Slice(tuple(INTERACTION_MAP.apply(r, source=self.name) for r in items), tuple(cursors),
+                             bool(has_next))
         return out
 
     async def health(self) -> Health:

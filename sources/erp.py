@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import ColumnElement, Integer, String, and_, column, func, or_, select, table
 from sqlalchemy.sql.expression import ColumnClause, Select, TableClause
 
 from sources.base import Health, Slice, decode_cursor, encode_cursor
+from sources.cache import Cache, NoCache
 from sources.errors import MappingError
 from sources.mapping import (
     Field,
@@ -29,6 +29,8 @@ from sources.mapping import (
 )
 from sources.sql import SqlTransport
 from sources.values import CustomerStatus, Money, OrderStatus, PartnerKind, PaymentTerms
+
+K = TypeVar("K")
 
 # --- clean records ----------------------------------------------------------------------------------
 
@@ -251,6 +253,15 @@ def _order_filters(query: OrderQuery) -> list[ColumnElement[bool]]:
     return where
 
 
+def _group(rows: Sequence[dict[str, Any]], keys: Sequence[K], key_of: Callable[[dict[str, Any]], K]
+           ) -> dict[K, list[dict[str, Any]]]:
+    """Rows by the key they belong to; every requested key is present (an empty list is an answer too)."""
+    grouped: dict[K, list[dict[str, Any]]] = {k: [] for k in keys}
+    for row in rows:
+        grouped.setdefault(key_of(row), []).append(row)
+    return grouped
+
+
 def _order_cursor(row: dict[str, Any]) -> str:
     return encode_cursor(int(row["OHORDT"]), int(row["OHORNO"]))
 
@@ -258,9 +269,21 @@ def _order_cursor(row: dict[str, Any]) -> str:
 class ErpSource:
     """Reads from the ERP database. Every method takes a batch of keys and costs one statement."""
 
-    def __init__(self, transport: SqlTransport, *, currency: str = "USD", phone_region: str = "US") -> None:
+    #: Entities a change notice may name -> the operations whose cached answers it makes wrong.
+    ENTITY_OPERATIONS: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "customer": ("customers",),
+        "order": ("orders", "order_page", "orders_of_customers", "lines_of_orders"),
+        "item": ("items", "item_page"),
+        "stock": ("stock_of_items",),
+        "warehouse": ("warehouses",),
+        "vendor": ("vendors",),
+    }
+
+    def __init__(self, transport: SqlTransport, *, currency: str = "USD", phone_region: str = "US",
+                 cache: Cache | None = None) -> None:
         self.name = transport.name
         self.transport = transport
+        self.cache: Cache = cache or NoCache()
         self.customer_map = customer_map(phone_region)
         self.item_map = item_map(currency)
 
@@ -268,38 +291,54 @@ class ErpSource:
         return record_map.apply(row, source=self.name)
 
     async def customers(self, numbers: Sequence[str], _: None = None) -> dict[str, ErpCustomer]:
-        stmt = select(*_cols(CUSMAS, self.customer_map)).where(
-            CUSMAS.c.CMCUNO.in_([customer_key(n) for n in numbers]))
-        rows = await self.transport.rows("customers", stmt, keys=len(numbers))
-        found = (self._map(self.customer_map, r) for r in rows)
-        return {c.number: c for c in found}
+        async def fetch(wanted: list[str]) -> dict[str, dict[str, Any]]:
+            stmt = select(*_cols(CUSMAS, self.customer_map)).where(
+                CUSMAS.c.CMCUNO.in_([customer_key(n) for n in wanted]))
+            rows = await self.transport.rows("customers", stmt, keys=len(wanted))
+            return {str(r["CMCUNO"]).strip(): r for r in rows}
+
+        raw = await self.cache.many(self.name, "customers", numbers, None, fetch)
+        return {n: self._map(self.customer_map, r) for n, r in raw.items()}
 
     async def orders(self, numbers: Sequence[int], _: None = None) -> dict[int, ErpOrder]:
-        stmt = select(*_cols(ORDHDR, ORDER_MAP)).where(ORDHDR.c.OHORNO.in_(list(numbers)))
-        rows = await self.transport.rows("orders", stmt, keys=len(numbers))
-        return {o.number: o for o in (self._map(ORDER_MAP, r) for r in rows)}
+        async def fetch(wanted: list[int]) -> dict[int, dict[str, Any]]:
+            stmt = select(*_cols(ORDHDR, ORDER_MAP)).where(ORDHDR.c.OHORNO.in_(wanted))
+            rows = await self.transport.rows("orders", stmt, keys=len(wanted))
+            return {int(r["OHORNO"]): r for r in rows}
+
+        raw = await self.cache.many(self.name, "orders", numbers, None, fetch)
+        return {n: self._map(ORDER_MAP, r) for n, r in raw.items()}
 
     async def order_page(self, query: OrderQuery) -> Slice[ErpOrder]:
         """One page of all orders matching the filters, newest first."""
-        stmt: Select[Any] = (select(*_cols(ORDHDR, ORDER_MAP)).where(*_order_filters(query))
-                             .order_by(ORDHDR.c.OHORDT.desc(), ORDHDR.c.OHORNO.desc()).limit(query.first + 1))
-        rows = list(await self.transport.rows("order_page", stmt))
-        return self._slice(rows, query.first)
+        where = _order_filters(query)  # a bad cursor fails here, before the cache or the database
+
+        async def fetch() -> list[dict[str, Any]]:
+            stmt: Select[Any] = (select(*_cols(ORDHDR, ORDER_MAP)).where(*where)
+                                 .order_by(ORDHDR.c.OHORDT.desc(), ORDHDR.c.OHORNO.desc()).limit(query.first + 1))
+            return list(await self.transport.rows("order_page", stmt))
+
+        return self._slice(await self.cache.one(self.name, "order_page", query, fetch), query.first)
 
     async def orders_of_customers(self, numbers: Sequence[str], query: OrderQuery) -> dict[str, Slice[ErpOrder]]:
         """The first page of orders of each customer, in one windowed statement."""
-        rank = func.row_number().over(partition_by=ORDHDR.c.OHCUNO,
-                                      order_by=(ORDHDR.c.OHORDT.desc(), ORDHDR.c.OHORNO.desc())).label("_rank")
-        inner = (select(*_cols(ORDHDR, ORDER_MAP), rank)
-                 .where(ORDHDR.c.OHCUNO.in_([customer_key(n) for n in numbers]), *_order_filters(query))
-                 .subquery())
-        stmt = (select(*(inner.c[n] for n in ORDER_MAP.raw_names)).where(inner.c._rank <= query.first + 1)
-                .order_by(inner.c.OHCUNO, inner.c.OHORDT.desc(), inner.c.OHORNO.desc()))
-        rows = await self.transport.rows("orders_of_customers", stmt, keys=len(numbers))
-        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            grouped[str(row["OHCUNO"]).strip()].append(row)
-        return {n: self._slice(grouped.get(n, []), query.first) for n in numbers}
+        where = _order_filters(query)
+
+        async def fetch(wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
+            rank = func.row_number().over(partition_by=ORDHDR.c.OHCUNO,
+                                          order_by=(ORDHDR.c.OHORDT.desc(), ORDHDR.c.OHORNO.desc())).label("_rank")
+            inner = (select(*_cols(ORDHDR, ORDER_MAP), rank)
+                     .where(ORDHDR.c.OHCUNO.in_([customer_key(n) for n in wanted]), *where).subquery())
+            stmt = (select(*(inner.c[n] for n in ORDER_MAP.raw_names)).where(inner.c._rank <= query.first + 1)
+                    .order_by(inner.c.OHCUNO, inner.c.OHORDT.desc(), inner.c.OHORNO.desc()))
+            rows = await self.transport.rows("orders_of_customers", stmt, keys=len(wanted))
+            grouped: dict[str, list[dict[str, Any]]] = {n: [] for n in wanted}
+            for row in rows:
+                grouped[str(row["OHCUNO"]).strip()].append(row)
+            return grouped
+
+        raw = await self.cache.many(self.name, "orders_of_customers", numbers, query, fetch)
+        return {n: self._slice(raw.get(n, []), query.first) for n in numbers}
 
     def _slice(self, rows: list[dict[str, Any]], first: int) -> Slice[ErpOrder]:
         page = rows[:first]
@@ -307,20 +346,24 @@ class ErpSource:
                      len(rows) > first)
 
     async def lines_of_orders(self, numbers: Sequence[int], _: None = None) -> dict[int, tuple[ErpOrderLine, ...]]:
-        stmt = (select(*(ORDDTL.c[n] for n in LINE_MAP.raw_names if n != "OHCURR"), ORDHDR.c.OHCURR)
-                .join_from(ORDDTL, ORDHDR, ORDDTL.c.ODORNO == ORDHDR.c.OHORNO)
-                .where(ORDDTL.c.ODORNO.in_(list(numbers))).order_by(ORDDTL.c.ODORNO, ORDDTL.c.ODLINE))
-        rows = await self.transport.rows("lines_of_orders", stmt, keys=len(numbers))
-        grouped: dict[int, list[ErpOrderLine]] = defaultdict(list)
-        for row in rows:
-            line = self._map(LINE_MAP, row)
-            grouped[line.order].append(line)
-        return {n: tuple(grouped.get(n, ())) for n in numbers}
+        async def fetch(wanted: list[int]) -> dict[int, list[dict[str, Any]]]:
+            stmt = (select(*(ORDDTL.c[n] for n in LINE_MAP.raw_names if n != "OHCURR"), ORDHDR.c.OHCURR)
+                    .join_from(ORDDTL, ORDHDR, ORDDTL.c.ODORNO == ORDHDR.c.OHORNO)
+                    .where(ORDDTL.c.ODORNO.in_(wanted)).order_by(ORDDTL.c.ODORNO, ORDDTL.c.ODLINE))
+            rows = await self.transport.rows("lines_of_orders", stmt, keys=len(wanted))
+            return _group(rows, wanted, lambda r: int(r["ODORNO"]))
+
+        raw = await self.cache.many(self.name, "lines_of_orders", numbers, None, fetch)
+        return {n: tuple(self._map(LINE_MAP, r) for r in raw.get(n, ())) for n in numbers}
 
     async def items(self, numbers: Sequence[str], _: None = None) -> dict[str, ErpItem]:
-        stmt = select(*_cols(ITMMAS, self.item_map)).where(ITMMAS.c.IMITNO.in_([item_key(n) for n in numbers]))
-        rows = await self.transport.rows("items", stmt, keys=len(numbers))
-        return {i.number: i for i in (self._map(self.item_map, r) for r in rows)}
+        async def fetch(wanted: list[str]) -> dict[str, dict[str, Any]]:
+            stmt = select(*_cols(ITMMAS, self.item_map)).where(ITMMAS.c.IMITNO.in_([item_key(n) for n in wanted]))
+            rows = await self.transport.rows("items", stmt, keys=len(wanted))
+            return {str(r["IMITNO"]).strip(): r for r in rows}
+
+        raw = await self.cache.many(self.name, "items", numbers, None, fetch)
+        return {n: self._map(self.item_map, r) for n, r in raw.items()}
 
     async def item_page(self, query: ItemQuery) -> Slice[ErpItem]:
         """Items by text (in number or description), in item-number order."""
@@ -333,36 +376,48 @@ class ErpSource:
             parts = decode_cursor(query.after)
             if len(parts) != 1 or not isinstance(parts[0], str):
                 raise ValueError("malformed cursor")
-            stmt = stmt.where(item_key(parts[0]) < ITMMAS.c.IMITNO)
-        rows = list(await self.transport.rows("item_page", stmt))
+            stmt = stmt.where(ITMMAS.c.IMITNO > item_key(parts[0]))
+
+        async def fetch() -> list[dict[str, Any]]:
+            return list(await self.transport.rows("item_page", stmt))
+
+        rows: list[dict[str, Any]] = await self.cache.one(self.name, "item_page", query, fetch)
         page = [self._map(self.item_map, r) for r in rows[: query.first]]
         return Slice(tuple(page), tuple(encode_cursor(i.number) for i in page), len(rows) > query.first)
 
     async def stock_of_items(self, numbers: Sequence[str], _: None = None) -> dict[str, tuple[ErpStock, ...]]:
-        stmt = (select(*_cols(ITMBAL, STOCK_MAP)).where(ITMBAL.c.IBITNO.in_([item_key(n) for n in numbers]))
-                .order_by(ITMBAL.c.IBITNO, ITMBAL.c.IBWHSE))
-        rows = await self.transport.rows("stock_of_items", stmt, keys=len(numbers))
-        grouped: dict[str, list[ErpStock]] = defaultdict(list)
-        for row in rows:
-            stock = self._map(STOCK_MAP, row)
-            grouped[stock.item].append(stock)
-        return {n: tuple(grouped.get(n, ())) for n in numbers}
+        async def fetch(wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
+            stmt = (select(*_cols(ITMBAL, STOCK_MAP)).where(ITMBAL.c.IBITNO.in_([item_key(n) for n in wanted]))
+                    .order_by(ITMBAL.c.IBITNO, ITMBAL.c.IBWHSE))
+            rows = await self.transport.rows("stock_of_items", stmt, keys=len(wanted))
+            return _group(rows, wanted, lambda r: str(r["IBITNO"]).strip())
+
+        raw = await self.cache.many(self.name, "stock_of_items", numbers, None, fetch)
+        return {n: tuple(self._map(STOCK_MAP, r) for r in raw.get(n, ())) for n in numbers}
 
     async def warehouses(self, codes: Sequence[str] | None = None, _: None = None) -> dict[str, ErpWarehouse]:
         """Warehouses by code; all of them when `codes` is None (there are only a few)."""
-        stmt = select(*_cols(WHSMAS, WAREHOUSE_MAP)).order_by(WHSMAS.c.WHWHSE)
-        if codes is not None:
-            stmt = stmt.where(WHSMAS.c.WHWHSE.in_([c.strip() for c in codes]))
-        rows = await self.transport.rows("warehouses", stmt, keys=len(codes or ()))
+        rows = await self._reference("warehouses", WHSMAS, WHSMAS.c.WHWHSE, WAREHOUSE_MAP, codes)
         return {w.code: w for w in (self._map(WAREHOUSE_MAP, r) for r in rows)}
 
     async def vendors(self, numbers: Sequence[str] | None = None, _: None = None) -> dict[str, ErpVendor]:
         """Vendors (the ERP's view of partners) by number; all of them when `numbers` is None."""
-        stmt = select(*_cols(VENMAS, VENDOR_MAP)).order_by(VENMAS.c.VNVNNO)
-        if numbers is not None:
-            stmt = stmt.where(VENMAS.c.VNVNNO.in_([n.strip() for n in numbers]))
-        rows = await self.transport.rows("vendors", stmt, keys=len(numbers or ()))
+        rows = await self._reference("vendors", VENMAS, VENMAS.c.VNVNNO, VENDOR_MAP, numbers)
         return {v.number: v for v in (self._map(VENDOR_MAP, r) for r in rows)}
+
+    async def _reference(self, operation: str, table_: TableClause, key: ColumnClause[Any],
+                         record_map: RecordMap[Any], keys: Sequence[str] | None) -> list[dict[str, Any]]:
+        """A small reference table (warehouses, vendors): read and cached whole, filtered here."""
+
+        async def fetch() -> list[dict[str, Any]]:
+            stmt = select(*_cols(table_, record_map)).order_by(key)
+            return list(await self.transport.rows(operation, stmt))
+
+        rows: list[dict[str, Any]] = await self.cache.one(self.name, operation, None, fetch)
+        if keys is None:
+            return rows
+        wanted = {k.strip() for k in keys}
+        return [r for r in rows if str(r[key.name]).strip() in wanted]
 
     async def health(self) -> Health:
         return await self.transport.health()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sources.base import Health, Slice, decode_cursor, encode_cursor
+from sources.cache import Cache, NoCache
 from sources.errors import UpstreamBadResponse
 from sources.mapping import (
     Field,
@@ -111,42 +111,63 @@ PO_MAP = RecordMap(PurchaseOrder, {
 })
 
 
+def _field(raw: Any, name: str, source: str) -> str:
+    value = raw.get(name) if isinstance(raw, dict) else None
+    if not isinstance(value, str):
+        raise UpstreamBadResponse(source, f"expected a text {name!r}")
+    return value.strip()
+
+
 class SupplierSource:
-    def __init__(self, transport: RestTransport) -> None:
+    ENTITY_OPERATIONS: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "offer": ("offers_for_items",),
+        "purchase_order": ("purchase_orders", "purchase_orders_for_items", "purchase_order_page"),
+    }
+
+    def __init__(self, transport: RestTransport, *, cache: Cache | None = None) -> None:
         self.name = transport.name
         self.transport = transport
+        self.cache: Cache = cache or NoCache()
+
+    async def _batched(self, operation: str, path: str, param: str, key: str, values: Sequence[str]) -> list[Any]:
+        bodies = await asyncio.gather(*(self.transport.get_json(
+            operation, path, {param: ",".join(c)}, keys=len(c)) for c in _chunks(values)))
+        return [raw for body in bodies for raw in _items(body, key, self.name)]
 
     async def offers_for_items(self, skus: Sequence[str], _: None = None) -> dict[str, tuple[SupplierOffer, ...]]:
-        bodies = await asyncio.gather(*(self.transport.get_json(
-            "offers", "/v2/offers", {"sku": ",".join(c)}, keys=len(c)) for c in _chunks(skus)))
-        grouped: dict[str, list[SupplierOffer]] = defaultdict(list)
-        for body in bodies:
-            for raw in _items(body, "offers", self.name):
-                offer = OFFER_MAP.apply(raw, source=self.name)
-                grouped[offer.item].append(offer)
-        return {s: tuple(sorted(grouped.get(s, ()), key=lambda o: o.supplier)) for s in skus}
+        async def fetch(wanted: list[str]) -> dict[str, list[Any]]:
+            grouped: dict[str, list[Any]] = {s: [] for s in wanted}
+            for raw in await self._batched("offers", "/v2/offers", "sku", "offers", wanted):
+                grouped.setdefault(_field(raw, "sku", self.name), []).append(raw)
+            return grouped
+
+        raw = await self.cache.many(self.name, "offers_for_items", skus, None, fetch)
+        return {s: tuple(sorted((OFFER_MAP.apply(r, source=self.name) for r in raw.get(s, ())),
+                                key=lambda o: o.supplier)) for s in skus}
 
     async def purchase_orders(self, numbers: Sequence[str], _: None = None) -> dict[str, PurchaseOrder]:
-        bodies = await asyncio.gather(*(self.transport.get_json(
-            "purchase_orders", "/v2/purchase-orders", {"ids": ",".join(c)}, keys=len(c)) for c in _chunks(numbers)))
-        pos = (PO_MAP.apply(raw, source=self.name) for body in bodies
-               for raw in _items(body, "purchaseOrders", self.name))
-        return {po.number: po for po in pos}
+        async def fetch(wanted: list[str]) -> dict[str, Any]:
+            found = await self._batched("purchase_orders", "/v2/purchase-orders", "ids", "purchaseOrders", wanted)
+            return {_field(raw, "poNumber", self.name): raw for raw in found}
+
+        raw = await self.cache.many(self.name, "purchase_orders", numbers, None, fetch)
+        return {n: PO_MAP.apply(r, source=self.name) for n, r in raw.items()}
 
     async def purchase_orders_for_items(self, skus: Sequence[str],
                                         _: None = None) -> dict[str, tuple[PurchaseOrder, ...]]:
-        bodies = await asyncio.gather(*(self.transport.get_json(
-            "purchase_orders_for_items", "/v2/purchase-orders", {"sku": ",".join(c)}, keys=len(c))
-            for c in _chunks(skus)))
-        grouped: dict[str, dict[str, PurchaseOrder]] = defaultdict(dict)
-        wanted = set(skus)
-        for body in bodies:
-            for raw in _items(body, "purchaseOrders", self.name):
-                po = PO_MAP.apply(raw, source=self.name)
+        async def fetch(wanted: list[str]) -> dict[str, list[Any]]:
+            grouped: dict[str, dict[str, Any]] = {s: {} for s in wanted}
+            found = await self._batched("purchase_orders_for_items", "/v2/purchase-orders", "sku", "purchaseOrders",
+                                        wanted)
+            for raw in found:
+                po = PO_MAP.apply(raw, source=self.name)  # validates before anything is cached
                 for line in po.lines:
-                    if line.item in wanted:
-                        grouped[line.item][po.number] = po
-        return {s: tuple(grouped[s].values()) if s in grouped else () for s in skus}
+                    if line.item in grouped:
+                        grouped[line.item][po.number] = raw
+            return {s: list(pos.values()) for s, pos in grouped.items()}
+
+        raw = await self.cache.many(self.name, "purchase_orders_for_items", skus, None, fetch)
+        return {s: tuple(PO_MAP.apply(r, source=self.name) for r in raw.get(s, ())) for s in skus}
 
     async def purchase_order_page(self, query: PurchaseOrderQuery) -> Slice[PurchaseOrder]:
         """One page of purchase orders, newest first. Our cursor is (supplier's cursor, items seen)."""
@@ -157,9 +178,14 @@ class SupplierSource:
             if len(parts) != 2 or not isinstance(parts[0], str) or not isinstance(parts[1], int):
                 raise ValueError("malformed cursor")
             page_cursor, skip = parts[0] or None, parts[1]
-        body = await self.transport.get_json("purchase_order_page", "/v2/purchase-orders", {
-            "supplier": query.supplier, "status": PO_STATUS_CODE[query.status] if query.status else None,
-            "limit": min(SUPPLIER_PAGE_LIMIT, query.first + skip + 1), "cursor": page_cursor})
+
+        async def fetch() -> Any:
+            return await self.transport.get_json("purchase_order_page", "/v2/purchase-orders", {
+                "supplier": query.supplier, "status": PO_STATUS_CODE[query.status] if query.status else None,
+                "limit": min(SUPPLIER_PAGE_LIMIT, query.first + skip + 1), "cursor": page_cursor})
+
+        # The supplier filter (a partner's row rule) is part of `query`, so of the cache key.
+        body = await self.cache.one(self.name, "purchase_order_page", query, fetch)
         raw = _items(body, "purchaseOrders", self.name)[skip:]
         mapped = [PO_MAP.apply(r, source=self.name) for r in raw]
         page = mapped[: query.first]
@@ -224,27 +250,39 @@ SHIPMENT_MAP = RecordMap(Shipment, {
 
 
 class LogisticsSource:
-    def __init__(self, transport: RestTransport) -> None:
+    ENTITY_OPERATIONS: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "shipment": ("shipments", "shipments_for_orders"),
+    }
+
+    def __init__(self, transport: RestTransport, *, cache: Cache | None = None) -> None:
         self.name = transport.name
         self.transport = transport
+        self.cache: Cache = cache or NoCache()
 
-    async def _shipments(self, operation: str, param: str, values: Sequence[str]) -> list[Shipment]:
+    async def _shipments(self, operation: str, param: str, values: Sequence[str]) -> list[tuple[Shipment, Any]]:
         bodies = await asyncio.gather(*(self.transport.get_json(
             operation, "/api/shipments", {param: ",".join(c)}, keys=len(c)) for c in _chunks(values)))
-        return [SHIPMENT_MAP.apply(raw, source=self.name) for body in bodies
+        return [(SHIPMENT_MAP.apply(raw, source=self.name), raw) for body in bodies
                 for raw in _items(body, "shipments", self.name)]
 
     async def shipments_for_orders(self, orders: Sequence[int], _: None = None) -> dict[int, tuple[Shipment, ...]]:
-        found = await self._shipments("shipments_for_orders", "order_refs",
-                                      [f"{ORDER_REF_PREFIX}{n}" for n in orders])
-        grouped: dict[int, list[Shipment]] = defaultdict(list)
-        for shipment in found:
-            grouped[shipment.order].append(shipment)
-        return {n: tuple(grouped.get(n, ())) for n in orders}
+        async def fetch(wanted: list[int]) -> dict[int, list[Any]]:
+            grouped: dict[int, list[Any]] = {n: [] for n in wanted}
+            for shipment, raw in await self._shipments("shipments_for_orders", "order_refs",
+                                                       [f"{ORDER_REF_PREFIX}{n}" for n in wanted]):
+                grouped.setdefault(shipment.order, []).append(raw)
+            return grouped
+
+        raw = await self.cache.many(self.name, "shipments_for_orders", orders, None, fetch)
+        return {n: tuple(SHIPMENT_MAP.apply(r, source=self.name) for r in raw.get(n, ())) for n in orders}
 
     async def shipments(self, tracking_numbers: Sequence[str], _: None = None) -> dict[str, Shipment]:
-        found = await self._shipments("shipments", "tracking_numbers", tracking_numbers)
-        return {s.tracking_number: s for s in found}
+        async def fetch(wanted: list[str]) -> dict[str, Any]:
+            found = await self._shipments("shipments", "tracking_numbers", wanted)
+            return {shipment.tracking_number: raw for shipment, raw in found}
+
+        raw = await self.cache.many(self.name, "shipments", tracking_numbers, None, fetch)
+        return {t: SHIPMENT_MAP.apply(r, source=self.name) for t, r in raw.items()}
 
     async def health(self) -> Health:
         return await self.transport.health("/healthz")

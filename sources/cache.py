@@ -1,0 +1,234 @@
+"""A cache of raw upstream records, per source operation and key, on aiocache (memory or Redis).
+
+What is cached is what a source answered (rows, JSON), before mapping and long before any
+authorization: resolvers filter by principal above the cache, and row filters that reach the source
+(a partner's supplier code) are part of the arguments, hence of the key. Keys are SHA-256 of canonical
+JSON: cache version, source, operation, generation, key and arguments. Values are serialised, so no
+caller can change another's copy. Failures are never cached.
+
+Per operation, a policy gives a TTL, a stale-while-revalidate window (serve the old value, refresh in
+the background) and a stale-if-error window (serve the old value when the source fails). Concurrent
+misses for the same key wait for one upstream call (singleflight). Invalidation deletes keys, or
+bumps the operation's generation, which lives in the backend so every instance sharing it sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+from aiocache.base import BaseCache
+
+from sources.base import record_cache_event
+from sources.errors import SourceError
+
+K = TypeVar("K", bound=Hashable)
+Fetch = Callable[[list[K]], Awaitable[Mapping[K, Any]]]
+
+log = structlog.get_logger("sources.cache")
+
+#: (source, outcome) -> count since start; outcome is hit, miss, stale, stale_if_error or invalidation.
+CACHE_COUNTS: Counter[tuple[str, str]] = Counter()
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    ttl_s: float = 0.0
+    stale_while_revalidate_s: float = 0.0
+    stale_if_error_s: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_s > 0
+
+    @property
+    def keep_s(self) -> float:
+        """How long the backend keeps an entry: as long as any window may still use it."""
+        return self.ttl_s + max(self.stale_while_revalidate_s, self.stale_if_error_s)
+
+
+NO_CACHE = CachePolicy()
+
+
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+class SourceCache:
+    def __init__(self, backend: BaseCache, policies: Mapping[str, CachePolicy], *, version: str = "1",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.backend = backend
+        self.policies = dict(policies)
+        self.version = version
+        self.clock = clock
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    def policy(self, source: str, operation: str) -> CachePolicy:
+        return self.policies.get(f"{source}.{operation}") or self.policies.get(f"{source}.*") or NO_CACHE
+
+    def _key(self, source: str, operation: str, generation: int, key: Any, args: Any) -> str:
+        digest = hashlib.sha256(_canonical([self.version, source, operation, generation, key, args])).hexdigest()
+        return f"gw:c:{digest}"
+
+    @staticmethod
+    def _generation_key(source: str, operation: str) -> str:
+        return f"gw:g:{source}.{operation}"
+
+    async def _generation(self, source: str, operation: str) -> int:
+        value = await self.backend.get(self._generation_key(source, operation))
+        return int(value) if value is not None else 0
+
+    async def one(self, source: str, operation: str, args: Any, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        """A single cached answer (a page), keyed by its arguments."""
+
+        async def fetch_one(_: list[str]) -> Mapping[str, Any]:
+            return {"": await fetch()}
+
+        return (await self.many(source, operation, [""], args, fetch_one))[""]
+
+    async def many(self, source: str, operation: str, keys: Sequence[K], args: Any, fetch: Fetch[K]) -> dict[K, Any]:
+        """Raw values for `keys`: from the cache where fresh enough, else one upstream call for the rest."""
+        policy = self.policy(source, operation)
+        if not policy.enabled or not keys:
+            return dict(await fetch(list(keys)))
+        generation = await self._generation(source, operation)
+        cache_keys = {k: self._key(source, operation, generation, k, args) for k in keys}
+        entries = await self.backend.multi_get(list(cache_keys.values()))
+        now = self.clock()
+        out: dict[K, Any] = {}
+        missing: list[K] = []
+        revalidate: list[K] = []
+        fallback: dict[K, tuple[Any, float]] = {}
+        stale_age = 0.0
+        for k, entry in zip(keys, entries, strict=True):
+            if entry is None:
+                missing.append(k)
+                continue
+            stored = orjson.loads(entry)
+            age = now - stored["t"]
+            if age <= policy.ttl_s:
+                out[k] = stored["v"]
+            elif age <= policy.ttl_s + policy.stale_while_revalidate_s:
+                out[k] = stored["v"]
+                revalidate.append(k)
+                stale_age = max(stale_age, age)
+            else:
+                if age <= policy.ttl_s + policy.stale_if_error_s:
+                    fallback[k] = (stored["v"], age)
+                missing.append(k)
+        hits = len(keys) - len(missing) - len(revalidate)
+        if hits:
+            CACHE_COUNTS[(source, "hit")] += hits
+        if revalidate:
+            CACHE_COUNTS[(source, "stale")] += len(revalidate)
+            record_cache_event(source, operation, "stale", len(revalidate), stale_age)
+            self._refresh_later(source, operation, revalidate, args, fetch, cache_keys, policy)
+        if missing:
+            CACHE_COUNTS[(source, "miss")] += len(missing)
+            try:
+                out.update(await self._fetch_once(missing, fetch, cache_keys, policy))
+            except SourceError:
+                if not all(k in fallback for k in missing):
+                    raise
+                oldest = max(age for _, age in fallback.values())
+                CACHE_COUNTS[(source, "stale_if_error")] += len(missing)
+                record_cache_event(source, operation, "stale_if_error", len(missing), oldest)
+                log.warning("served_stale_on_error", source=source, operation=operation, age_s=round(oldest, 1))
+                out.update({k: fallback[k][0] for k in missing})
+        return out
+
+    async def _fetch_once(self, keys: list[K], fetch: Fetch[K], cache_keys: Mapping[K, str],
+                          policy: CachePolicy) -> dict[K, Any]:
+        """Fetch `keys`, sharing calls already under way for any of them (singleflight)."""
+        loop = asyncio.get_running_loop()
+        mine = [k for k in keys if cache_keys[k] not in self._inflight]
+        theirs = {k: self._inflight[cache_keys[k]] for k in keys if cache_keys[k] in self._inflight}
+        futures = {k: loop.create_future() for k in mine}
+        for k, future in futures.items():
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failure is never "unretrieved"
+            self._inflight[cache_keys[k]] = future
+        out: dict[K, Any] = {}
+        try:
+            if mine:
+                fetched = await fetch(mine)
+                stored_at = self.clock()
+                await self._store(fetched, cache_keys, stored_at, policy)
+                for k in mine:
+                    futures[k].set_result(fetched.get(k))
+                out.update({k: v for k, v in fetched.items() if k in futures})
+        except BaseException as exc:
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        finally:
+            for k in mine:
+                self._inflight.pop(cache_keys[k], None)
+        for k, future in theirs.items():
+            value = await future
+            if value is not None:
+                out[k] = value
+        return out
+
+    async def _store(self, fetched: Mapping[K, Any], cache_keys: Mapping[K, str], stored_at: float,
+                     policy: CachePolicy) -> None:
+        pairs = [(cache_keys[k], orjson.dumps({"t": stored_at, "v": v})) for k, v in fetched.items() if k in cache_keys]
+        if pairs:
+            await self.backend.multi_set(pairs, ttl=max(1, int(policy.keep_s + 1)))
+
+    def _refresh_later(self, source: str, operation: str, keys: list[K], args: Any, fetch: Fetch[K],
+                       cache_keys: Mapping[K, str], policy: CachePolicy) -> None:
+        async def refresh() -> None:
+            try:
+                await self._fetch_once(keys, fetch, cache_keys, policy)
+            except SourceError as exc:
+                log.info("revalidation_failed", source=source, operation=operation, code=exc.code)
+
+        # A fresh context: the refresh belongs to no request and must not land in one's call log.
+        task = asyncio.get_running_loop().create_task(refresh(), context=contextvars.Context())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def invalidate(self, source: str, operation: str, keys: Sequence[Any] | None = None) -> None:
+        """Forget cached answers: of `keys` (for operations without arguments), else all of the operation."""
+        if keys:
+            generation = await self._generation(source, operation)
+            await asyncio.gather(*(self.backend.delete(self._key(source, operation, generation, k, None))
+                                   for k in keys))
+        else:
+            await self.backend.increment(self._generation_key(source, operation))
+        CACHE_COUNTS[(source, "invalidation")] += 1
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await self.backend.close()
+
+
+class NoCache:
+    """The cache's interface with nothing cached (sources built without a cache)."""
+
+    async def many(self, source: str, operation: str, keys: Sequence[K], args: Any, fetch: Fetch[K]) -> dict[K, Any]:
+        return dict(await fetch(list(keys)))
+
+    async def one(self, source: str, operation: str, args: Any, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        return await fetch()
+
+    async def invalidate(self, source: str, operation: str, keys: Sequence[Any] | None = None) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+#: What adapters hold: a real cache or none.
+Cache = SourceCache | NoCache
