@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -18,13 +19,14 @@ from auth.authenticate import Authenticator
 from auth.jwt import JwtAuthenticator, JwtConfig
 from auth.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from auth.tokens import SqlTokenStore, TokenAuthenticator
+from gateway import hooks
 from gateway.db import upgrade
 from gateway.documents import DocumentStore
 from gateway.errors import ErrorCodes
 from gateway.graphiql import ASSETS_PATH, assets_app
 from gateway.http import GraphQLEndpoint
 from gateway.policy import OperationPolicy
-from gateway.services import build_services, close_services
+from gateway.services import build_cache, build_services, close_services
 from gateway.settings import Settings
 from resolvers.context import Services
 from schema.schema import build_schema
@@ -61,7 +63,7 @@ def authenticator(settings: Settings, tokens: SqlTokenStore) -> Authenticator:
 
 
 def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-              warm: bool = True) -> Starlette:
+              warm: bool = True, clock: Callable[[], float] = time.time) -> Starlette:
     """The gateway for these settings. `transports` routes REST sources in-process (tests)."""
     schema = gateway_schema()
 
@@ -69,7 +71,7 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = make_engine(settings.database_url, pool_size=5)
         await upgrade(db)
-        services = await build_services(settings, db, transports)
+        services = await build_services(settings, db, transports, cache=build_cache(settings, clock))
         app.state.services = services
         app.state.tokens = SqlTokenStore(db)
         app.state.documents = DocumentStore(db)
@@ -93,6 +95,9 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         endpoint: GraphQLEndpoint = request.app.state.graphql
         return await endpoint(request)
 
+    async def hook(request: Request) -> Response:
+        return await hooks.receive(request, request.app.state.services, settings)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -109,6 +114,7 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/hooks/{source}", hook, methods=["POST"]),
     ]
     if settings.server.graphiql:
         routes.append(Mount(ASSETS_PATH, app=assets_app(), name="graphiql-assets"))

@@ -281,6 +281,10 @@ class GraphQLEndpoint:
         if result.errors:
             body["errors"] = [_format(e) for e in result.errors]
         extensions: dict[str, Any] = dict(result.extensions or {})
+        stale = context.calls.stale_sources()
+        if stale:
+            extensions["stale"] = [{"source": source, "ageSeconds": round(age, 1)}
+                                   for source, age in sorted(stale.items())]
         if self.settings.server.expose_upstream_calls and context.principal.internal:
             extensions["upstreamCalls"] = [
                 {"source": c.source, "operation": c.operation, "status": c.status, "ms": round(c.ms, 2),

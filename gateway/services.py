@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from urllib.parse import urlparse
 
 import httpx
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.base import BaseCache
+from aiocache.serializers import NullSerializer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db import upgrade
@@ -18,6 +23,7 @@ from gateway.settings import (
 )
 from resolvers.context import Services
 from sources import rest
+from sources.cache import CachePolicy, SourceCache
 from sources.crm import CrmSource
 from sources.crosswalk import Crosswalk, SqlLinkStore
 from sources.erp import ErpSource
@@ -45,22 +51,42 @@ def rest_transport(name: str, settings: RestSourceSettings,
         max_response_bytes=int(settings.max_response_mb * 1024 * 1024))
 
 
+def build_cache(settings: Settings, clock: Callable[[], float] = time.time) -> SourceCache:
+    """The source cache on aiocache: memory by default, Redis when `cache.url` is set."""
+    config = settings.cache
+    backend: BaseCache
+    if config.url:
+        url = urlparse(config.url)
+        backend = RedisCache(serializer=NullSerializer(), endpoint=url.hostname or "127.0.0.1",
+                             port=url.port or 6379, db=int((url.path or "/0").lstrip("/") or 0),
+                             password=url.password, ssl=url.scheme == "rediss")
+    else:
+        backend = SimpleMemoryCache(serializer=NullSerializer())
+    policies = {name: CachePolicy(p.ttl_s, p.stale_while_revalidate_s, p.stale_if_error_s)
+                for name, p in config.effective_policies().items()}
+    return SourceCache(backend, policies, version=config.version, clock=clock)
+
+
 async def build_services(settings: Settings, db: AsyncEngine,
-                         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> Services:
+                         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+                         cache: SourceCache | None = None) -> Services:
     """Every source with its pooled client. `db` is the gateway's own (migrated) database; `transports`
     lets tests route a REST source in-process."""
     transports = transports or {}
+    cache = cache or build_cache(settings)
     sources = settings.sources
     erp = ErpSource(SqlTransport("erp", sources.erp.url, timeout_s=sources.erp.timeout_s,
                                  pool_size=sources.erp.pool_size),
-                    currency=sources.erp.currency, phone_region=settings.phone_region)
-    crm = CrmSource(rest_transport("crm", sources.crm, transports.get("crm")), phone_region=settings.phone_region)
-    supplier = SupplierSource(rest_transport("supplier", sources.supplier, transports.get("supplier")))
-    logistics = LogisticsSource(rest_transport("logistics", sources.logistics, transports.get("logistics")))
+                    currency=sources.erp.currency, phone_region=settings.phone_region, cache=cache)
+    crm = CrmSource(rest_transport("crm", sources.crm, transports.get("crm")), phone_region=settings.phone_region,
+                    cache=cache)
+    supplier = SupplierSource(rest_transport("supplier", sources.supplier, transports.get("supplier")), cache=cache)
+    logistics = LogisticsSource(rest_transport("logistics", sources.logistics, transports.get("logistics")),
+                                cache=cache)
     links = SqlLinkStore(db)
     crosswalk = Crosswalk(crm, erp, links, refresh_seconds=settings.crosswalk.refresh_seconds)
     return Services(erp=erp, crm=crm, supplier=supplier, logistics=logistics, crosswalk=crosswalk,
-                    links=links, max_page_size=settings.server.max_page_size)
+                    links=links, cache=cache, max_page_size=settings.server.max_page_size)
 
 
 @asynccontextmanager
@@ -81,3 +107,4 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 async def close_services(services: Services) -> None:
     for source in (services.erp, services.crm, services.supplier, services.logistics):
         await source.aclose()
+    await services.cache.aclose()

@@ -147,6 +147,72 @@ class LimitSettings(_Strict):
     redis_url: str | None = Field(None, description="share the rate-limit buckets between gateway instances")
 
 
+class CachePolicySettings(_Strict):
+    ttl_s: float = Field(0, ge=0, description="fresh for this long; 0 = not cached")
+    stale_while_revalidate_s: float = Field(0, ge=0, description="then served while refreshed in the background")
+    stale_if_error_s: float = Field(0, ge=0, description="then served (marked stale) only when the source fails")
+
+
+def _policy(ttl: float, swr: float = 0, sie: float = 0) -> CachePolicySettings:
+    return CachePolicySettings(ttl_s=ttl, stale_while_revalidate_s=swr, stale_if_error_s=sie)
+
+
+#: Per source operation. Master data changes slowly; stock and open orders quickly; interactions are live.
+DEFAULT_CACHE_POLICIES: dict[str, CachePolicySettings] = {
+    "erp.customers": _policy(300, 60, 3600),
+    "erp.items": _policy(300, 60, 3600),
+    "erp.warehouses": _policy(3600, 600, 86400),
+    "erp.vendors": _policy(3600, 600, 86400),
+    "erp.stock_of_items": _policy(2, 0, 60),
+    "erp.orders": _policy(30, 0, 600),
+    "erp.lines_of_orders": _policy(60, 0, 3600),
+    "erp.orders_of_customers": _policy(10, 0, 600),
+    "erp.order_page": _policy(5, 0, 300),
+    "erp.item_page": _policy(60, 0, 600),
+    "crm.customers": _policy(300, 60, 3600),
+    "crm.customer_page": _policy(60, 0, 600),
+    "crm.interactions_of": _policy(0),
+    "supplier.offers_for_items": _policy(60, 30, 3600),
+    "supplier.purchase_orders": _policy(30, 0, 600),
+    "supplier.purchase_orders_for_items": _policy(30, 0, 600),
+    "supplier.purchase_order_page": _policy(30, 0, 600),
+    "logistics.shipments": _policy(30, 0, 600),
+    "logistics.shipments_for_orders": _policy(30, 0, 600),
+}
+
+
+class CacheSettings(_Strict):
+    """The source-level cache (docs/architecture.md, "Cache")."""
+
+    enabled: bool = True
+    url: str | None = Field(None, description="redis://host:port/db to share the cache; memory when unset")
+    version: str = Field("1", description="part of every key: change it to drop everything cached")
+    policies: dict[str, CachePolicySettings] = Field(
+        default_factory=dict, description="per `source.operation` (or `source.*`), over the defaults")
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="per source: the HMAC key of its change notices to /hooks/{source}")
+    webhook_max_skew_s: int = Field(300, ge=1, description="notices older (or newer) than this are refused")
+
+    @field_validator("policies")
+    @classmethod
+    def _names(cls, policies: dict[str, CachePolicySettings]) -> dict[str, CachePolicySettings]:
+        for name in policies:
+            source, _, operation = name.partition(".")
+            if source not in ("erp", "crm", "supplier", "logistics") or not operation:
+                raise ValueError(f"{name!r}: policies are named source.operation, e.g. erp.customers or crm.*")
+        return policies
+
+    @field_validator("url")
+    @classmethod
+    def _redis(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return url
+
+    def effective_policies(self) -> dict[str, CachePolicySettings]:
+        return {**DEFAULT_CACHE_POLICIES, **self.policies} if self.enabled else {}
+
+
 class CrosswalkSettings(_Strict):
     refresh_seconds: float = Field(300, gt=0)
 
@@ -165,6 +231,7 @@ class Settings(BaseSettings):
     sources: SourcesSettings = SourcesSettings()
     crosswalk: CrosswalkSettings = CrosswalkSettings()
     auth: AuthSettings = AuthSettings()
+    cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
 
     @classmethod

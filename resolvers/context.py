@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from auth.principal import ANONYMOUS, Principal
 from resolvers.loaders import Loaders
 from sources.base import CallLog
+from sources.cache import SourceCache
 from sources.crm import CrmSource
 from sources.crosswalk import Crosswalk, SqlLinkStore
 from sources.erp import ErpSource
@@ -23,6 +24,7 @@ class Services:
     logistics: LogisticsSource
     crosswalk: Crosswalk
     links: SqlLinkStore
+    cache: SourceCache
     max_page_size: int = 100
 
 

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 from aiocache.base import BaseCache
+from redis.exceptions import RedisError
 
 from sources.base import record_cache_event
 from sources.errors import SourceError
@@ -56,6 +57,9 @@ class CachePolicy:
 
 
 NO_CACHE = CachePolicy()
+
+#: What a cache backend may raise when it is unreachable or slow (Redis: RedisError, OSError, timeouts).
+BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 def _canonical(value: Any) -> bytes:
@@ -100,9 +104,15 @@ class SourceCache:
         policy = self.policy(source, operation)
         if not policy.enabled or not keys:
             return dict(await fetch(list(keys)))
-        generation = await self._generation(source, operation)
-        cache_keys = {k: self._key(source, operation, generation, k, args) for k in keys}
-        entries = await self.backend.multi_get(list(cache_keys.values()))
+        try:
+            generation = await self._generation(source, operation)
+            cache_keys = {k: self._key(source, operation, generation, k, args) for k in keys}
+            entries = await self.backend.multi_get(list(cache_keys.values()))
+        except BACKEND_ERRORS as exc:
+            # The cache is an optimisation: when its backend fails, answer from the source.
+            CACHE_COUNTS[(source, "backend_error")] += 1
+            log.warning("cache_unavailable", source=source, error=str(exc))
+            return dict(await fetch(list(keys)))
         now = self.clock()
         out: dict[K, Any] = {}
         missing: list[K] = []
@@ -181,9 +191,19 @@ class SourceCache:
 
     async def _store(self, fetched: Mapping[K, Any], cache_keys: Mapping[K, str], stored_at: float,
                      policy: CachePolicy) -> None:
-        pairs = [(cache_keys[k], orjson.dumps({"t": stored_at, "v": v})) for k, v in fetched.items() if k in cache_keys]
+        pairs = []
+        for k, v in fetched.items():
+            if k not in cache_keys:
+                continue
+            try:
+                pairs.append((cache_keys[k], orjson.dumps({"t": stored_at, "v": v})))
+            except TypeError as exc:  # a value JSON cannot carry is served, just not cached
+                log.warning("cache_unserialisable", error=str(exc))
         if pairs:
-            await self.backend.multi_set(pairs, ttl=max(1, int(policy.keep_s + 1)))
+            try:
+                await self.backend.multi_set(pairs, ttl=max(1, int(policy.keep_s + 1)))
+            except BACKEND_ERRORS as exc:
+                log.warning("cache_store_failed", error=str(exc))
 
     def _refresh_later(self, source: str, operation: str, keys: list[K], args: Any, fetch: Fetch[K],
                        cache_keys: Mapping[K, str], policy: CachePolicy) -> None:

@@ -148,6 +148,11 @@ class Crosswalk:
         task.add_done_callback(done)
         return task
 
+    def refresh_soon(self) -> None:
+        """Rebuild in the background at the next call, serving the current index meanwhile."""
+        if self._index is not None:
+            self._index = CrosswalkIndex(self._index.by_erp, self._index.by_crm, self._index.unlinked, built_at=0.0)
+
     def invalidate(self) -> None:
         """Forget the index (after a link was added or removed); the next call rebuilds it."""
         self._index = None

@@ -45,7 +45,8 @@ class SqlTransport:
             async with asyncio.timeout(self.timeout_s):
                 async with self.engine.connect() as conn:
                     result = await conn.execute(statement)
-                    return [dict(row) for row in result.mappings()]
+                    # Plain str keys (drivers may hand out str subclasses), so rows serialise for the cache.
+                    return [{str(k): v for k, v in row.items()} for row in result.mappings()]
         except TimeoutError as exc:
             status = SourceTimeout.code
             raise SourceTimeout(self.name, f"{operation} exceeded {self.timeout_s}s") from exc

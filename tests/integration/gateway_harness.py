@@ -7,8 +7,9 @@ can check upstream call counts independently of the gateway's own records.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,12 +112,14 @@ def test_roles() -> dict[str, list[str]]:
 
 
 def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict[str, Any] | None = None,
-                 auth: dict[str, Any] | None = None, **server: Any) -> Settings:
+                 auth: dict[str, Any] | None = None, cache: dict[str, Any] | None = None, **server: Any) -> Settings:
     return Settings(
         database_url=f"sqlite+aiosqlite:///{db_path}",
         server={"expose_upstream_calls": True, **server},
         auth={"jwt_secret": secrets.jwt_secret, "roles": test_roles(), **(auth or {})},
         limits={"rate_per_second": 10_000, "rate_burst": 10_000, **(limits or {})},
+        # Off unless a test turns it on: call-count tests count every upstream call.
+        cache={"enabled": cache is not None, **(cache or {})},
         sources={
             "erp": {"url": erp_url},
             "crm": {"base_url": "http://crm.test", "auth": {
@@ -133,6 +136,7 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict
 @asynccontextmanager
 async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets: DemoSecrets | None = None,
                           limits: dict[str, Any] | None = None, auth: dict[str, Any] | None = None,
+                          cache: dict[str, Any] | None = None, clock: Callable[[], float] = time.time,
                           **server: Any) -> AsyncIterator[Harness]:
     secrets = secrets or DemoSecrets.generate()
     faults = {name: Faults() for name in ("crm", "supplier", "logistics")}
@@ -146,8 +150,8 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets:
                                                      password=secrets.logistics_password,
                                                      admin_key=secrets.admin_key, faults=faults["logistics"])),
     }
-    settings = settings_for(erp_url, db_path, secrets, limits, auth, **server)
-    app = build_app(settings, transports=upstream, warm=False)
+    settings = settings_for(erp_url, db_path, secrets, limits, auth, cache, **server)
+    app = build_app(settings, transports=upstream, warm=False, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
         for crm_id, erp_number in world.manual_links:
