@@ -228,6 +228,11 @@ class SourceCache:
             await self.backend.increment(self._generation_key(source, operation))
         CACHE_COUNTS[(source, "invalidation")] += 1
 
+    async def drain(self) -> None:
+        """Wait for the background refreshes under way (tests, and shutdown without losing them)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
     async def aclose(self) -> None:
         for task in list(self._background):
             task.cancel()

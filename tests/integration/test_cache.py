@@ -168,3 +168,35 @@ async def test_no_leaks_between_a_partner_and_an_internal_user(world: World, erp
                     data = (await gw.query(query, {"sku": item}))["data"]
                     assert sorted(o["partner"]["code"] for o in data["product"]["offers"]) == all_offers
                     assert len({e["node"]["number"] for e in data["purchaseOrders"]["edges"]}) == min(100, len(all_pos))
+
+
+async def test_stale_while_revalidate_serves_old_and_refreshes_behind(world: World, erp_sqlite_url: str,
+                                                                      tmp_path: Path) -> None:
+    clock = Clock()
+    policies = {"crm.customers": {"ttl_s": 10, "stale_while_revalidate_s": 60}}
+    c = linked_customer(world, min_orders=1)
+    async with running_gateway(world, erp_sqlite_url, tmp_path / "g.db", clock=clock,
+                               cache={"policies": policies}) as gw:
+        await gw.query(EMAIL, {"n": c.erp_number})
+        gw.reset_counts()
+        clock.now += 30
+        stale = await gw.query(EMAIL, {"n": c.erp_number})
+        assert stale["data"]["customer"]["email"] == c.email.lower()
+        assert stale["extensions"]["stale"] == [{"source": "crm", "ageSeconds": 30.0}]
+        await gw.app.state.services.cache.drain()  # the refresh the stale answer started
+        assert gw.upstream["crm"].paths["/api/v1/customers"] == 1
+        fresh = await gw.query(EMAIL, {"n": c.erp_number})
+        assert "stale" not in fresh.get("extensions", {}) and gw.upstream["crm"].paths["/api/v1/customers"] == 1
+
+
+async def test_failures_are_not_cached(cached: tuple[Harness, Clock], world: World) -> None:
+    gw, _ = cached
+    c = linked_customer(world, min_orders=2, min_interactions=2)
+    gw.faults["crm"].outage = True
+    try:
+        failed = await gw.query(EMAIL, {"n": c.erp_number})
+        assert failed["errors"][0]["extensions"]["code"] == "SOURCE_UNAVAILABLE"
+    finally:
+        gw.faults["crm"].outage = False
+    healed = await gw.query(EMAIL, {"n": c.erp_number})
+    assert healed["data"]["customer"]["email"] == c.email.lower() and "errors" not in healed
