@@ -58,6 +58,11 @@ jwt_issuer = "gateway-demo"
 jwt_audience = "gateway"
 jwt_secret = "{secrets.jwt_secret}"
 
+[limits]
+# Generous, so the benchmark can drive the demo from one principal; the defaults suit production.
+rate_per_second = 5000
+rate_burst = 10000
+
 [sources.erp]
 url = "{options.erp}"
 timeout_s = 5.0
