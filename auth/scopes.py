@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 
 CUSTOMERS_READ = "customers:read"
 CUSTOMERS_PII = "customers:pii"
+CUSTOMERS_WRITE = "customers:write"
 ORDERS_READ = "orders:read"
 INVENTORY_READ = "inventory:read"
 PARTNERS_READ = "partners:read"
@@ -14,14 +15,14 @@ PURCHASE_ORDERS_READ = "purchase_orders:read"
 SHIPMENTS_READ = "shipments:read"
 AUDIT_READ = "audit:read"
 
-ALL_SCOPES = frozenset({CUSTOMERS_READ, CUSTOMERS_PII, ORDERS_READ, INVENTORY_READ, PARTNERS_READ, OFFERS_READ,
-                        PURCHASE_ORDERS_READ, SHIPMENTS_READ, AUDIT_READ})
+ALL_SCOPES = frozenset({CUSTOMERS_READ, CUSTOMERS_PII, CUSTOMERS_WRITE, ORDERS_READ, INVENTORY_READ, PARTNERS_READ,
+                        OFFERS_READ, PURCHASE_ORDERS_READ, SHIPMENTS_READ, AUDIT_READ})
 
 #: Scopes a partner token may carry: never customer data, orders or the audit log.
 PARTNER_SCOPES = frozenset({INVENTORY_READ, PARTNERS_READ, OFFERS_READ, PURCHASE_ORDERS_READ, SHIPMENTS_READ})
 
 DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
-    "sales": frozenset({CUSTOMERS_READ, CUSTOMERS_PII, ORDERS_READ, INVENTORY_READ, PARTNERS_READ}),
+    "sales": frozenset({CUSTOMERS_READ, CUSTOMERS_PII, CUSTOMERS_WRITE, ORDERS_READ, INVENTORY_READ, PARTNERS_READ}),
     "ops": frozenset({INVENTORY_READ, ORDERS_READ, PARTNERS_READ, OFFERS_READ, PURCHASE_ORDERS_READ,
                       SHIPMENTS_READ}),
     "support": frozenset({CUSTOMERS_READ, ORDERS_READ, SHIPMENTS_READ}),

@@ -86,7 +86,8 @@ async def build_services(settings: Settings, db: AsyncEngine,
     links = SqlLinkStore(db)
     crosswalk = Crosswalk(crm, erp, links, refresh_seconds=settings.crosswalk.refresh_seconds)
     return Services(erp=erp, crm=crm, supplier=supplier, logistics=logistics, crosswalk=crosswalk,
-                    links=links, cache=cache, max_page_size=settings.server.max_page_size)
+                    links=links, cache=cache, max_page_size=settings.server.max_page_size,
+                    phone_region=settings.phone_region)
 
 
 @asynccontextmanager

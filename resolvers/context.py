@@ -26,6 +26,7 @@ class Services:
     links: SqlLinkStore
     cache: SourceCache
     max_page_size: int = 100
+    phone_region: str = "US"
 
 
 @dataclass(slots=True)

@@ -50,6 +50,7 @@ FIELD_SCOPES: Mapping[str, frozenset[str]] = {
     "SupplierOffer.partner": frozenset({s.PARTNERS_READ}),
     "PurchaseOrder.partner": frozenset({s.PARTNERS_READ}),
     "Query.auditEvents": frozenset({s.AUDIT_READ}),
+    "Mutation.updateCustomerContact": frozenset({s.CUSTOMERS_WRITE, s.CUSTOMERS_PII}),
 }
 
 #: Node type -> the scope `node(id:)` needs to return it.

@@ -13,6 +13,7 @@ from strawberry.types.base import get_object_definition
 from strawberry.types.execution import ExecutionContext
 
 from resolvers.permissions import FIELD_SCOPES, Scopes
+from schema.mutation import Mutation
 from schema.query import Query
 from schema.types.customer import Customer
 from schema.types.order import Order, OrderLine, Shipment
@@ -28,7 +29,7 @@ OPTIONAL_COORDINATES = frozenset({"Query.auditEvents"})
 def _guard_fields(config: StrawberryConfig) -> None:
     """Attach the scope checks of resolvers.permissions.FIELD_SCOPES to their fields (once per process)."""
     unmatched = set(FIELD_SCOPES)
-    for cls in (Query, *NODE_TYPES, *OTHER_TYPES):
+    for cls in (Query, Mutation, *NODE_TYPES, *OTHER_TYPES):
         definition = get_object_definition(cls, strict=True)
         type_name = definition.name
         for field in definition.fields:
@@ -54,7 +55,8 @@ def build_schema(extensions: tuple[type[SchemaExtension], ...] = ()) -> strawber
     _built.append(extensions)
     config = StrawberryConfig(disable_field_suggestions=True)
     _guard_fields(config)
-    return GatewaySchema(query=Query, types=NODE_TYPES, extensions=list(extensions), config=config)
+    return GatewaySchema(query=Query, mutation=Mutation, types=NODE_TYPES, extensions=list(extensions),
+                         config=config)
 
 
 class GatewaySchema(strawberry.Schema):

@@ -185,6 +185,15 @@ class CrmSource:
         items, cursors, has_next = await self.cache.one(self.name, "customer_page", query, fetch)
         return Slice(tuple(self.customer_map.apply(r, source=self.name) for r in items), tuple(cursors), has_next)
 
+    async def update_customer(self, crm_id: str, changes: Mapping[str, str | None], *,
+                              idempotency_key: str | None = None) -> CrmCustomer:
+        """PATCH a customer's contact fields, then forget what the cache held about it."""
+        body = await self.transport.send_json("update_customer", "PATCH", f"/api/v1/customers/{crm_id}",
+                                              dict(changes), idempotency_key=idempotency_key)
+        await self.cache.invalidate(self.name, "customers", [crm_id])
+        await self.cache.invalidate(self.name, "customer_page")
+        return self.customer_map.apply(body, source=self.name)
+
     async def all_customer_refs(self) -> list[tuple[str, str | None]]:
         """Every customer's (id, raw ERP number): the crosswalk's input."""
         refs: list[tuple[str, str | None]] = []

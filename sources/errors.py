@@ -41,6 +41,21 @@ class UpstreamBadResponse(SourceError):
         return f"Source '{self.source}' sent an answer the gateway could not read"
 
 
+class UpstreamRejected(SourceError):
+    """The upstream refused a write as invalid (4xx). Its reason is safe to show: it is about the input."""
+
+    code = "UPSTREAM_REJECTED"
+
+    def __init__(self, source: str, status: int, reason: str) -> None:
+        super().__init__(source, f"HTTP {status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+    @property
+    def public_message(self) -> str:
+        return f"Source '{self.source}' refused the change: {self.reason}"
+
+
 class MappingError(ValueError):
     """A raw value could not be converted to its clean type."""
 

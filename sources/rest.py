@@ -11,9 +11,21 @@ import httpx
 import orjson
 
 from sources.base import Health, SourceCall, ms_since, record_call
-from sources.errors import SourceError, SourceTimeout, SourceUnavailable, UpstreamBadResponse
+from sources.errors import SourceError, SourceTimeout, SourceUnavailable, UpstreamBadResponse, UpstreamRejected
 
 Params = Mapping[str, str | int | float | None]
+
+
+def _reason(response: httpx.Response) -> str:
+    """The upstream's own explanation of a refused write, if it gave one in JSON."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        reason: str = body["error"][:200]
+        return reason
+    return f"HTTP {response.status_code}"
 
 
 class OAuth2ClientCredentials(httpx.Auth):
@@ -134,6 +146,38 @@ class RestTransport:
             raise
         finally:
             record_call(SourceCall(self.name, operation, status, ms_since(started), keys))
+
+    async def send_json(self, operation: str, method: str, path: str, body: Any, *,
+                        idempotency_key: str | None = None) -> Any:
+        """A write. Never retried here: only the caller knows whether repeating it is safe."""
+        started = time.perf_counter()
+        status = "ok"
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await self.client.request(method, path, content=orjson.dumps(body),
+                                                     headers={"Content-Type": "application/json", **headers})
+            if response.status_code in (400, 404, 409, 422):
+                raise UpstreamRejected(self.name, response.status_code, _reason(response))
+            self._check_status(operation, response)
+            try:
+                return orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamBadResponse(self.name, f"{operation}: answer is not JSON") from exc
+        except TimeoutError as exc:
+            status = SourceTimeout.code
+            raise SourceTimeout(self.name, f"{operation} exceeded {self.timeout_s}s") from exc
+        except httpx.TimeoutException as exc:
+            status = SourceTimeout.code
+            raise SourceTimeout(self.name, f"{operation}: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            status = SourceUnavailable.code
+            raise SourceUnavailable(self.name, f"{operation}: {type(exc).__name__}: {exc}") from exc
+        except SourceError as exc:
+            status = exc.code
+            raise
+        finally:
+            record_call(SourceCall(self.name, operation, status, ms_since(started), 1))
 
     def _check_status(self, operation: str, response: httpx.Response) -> None:
         code = response.status_code
