@@ -12,7 +12,7 @@ from sources.base import Health, Slice, decode_cursor, encode_cursor
 from sources.cache import Cache, NoCache
 from sources.errors import UpstreamBadResponse
 from sources.mapping import Field, RecordMap, code, email, iso_datetime, nested, optional, phone, strip, text
-from sources.rest import RestTransport
+from sources.rest import RestTransport, items_under
 from sources.values import InteractionKind, Segment
 
 SEGMENTS = {"enterprise": Segment.ENTERPRISE, "mid_market": Segment.MID_MARKET, "smb": Segment.SMB,
@@ -117,13 +117,6 @@ def _page_cursor(after: str | None) -> tuple[str | None, int]:
     return parts[0] or None, parts[1]
 
 
-def _items(body: Any, key: str, source: str) -> list[Any]:
-    items = body.get(key) if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise UpstreamBadResponse(source, f"expected a list under {key!r}")
-    return items
-
-
 class CrmSource:
     ENTITY_OPERATIONS: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "customer": ("customers", "customer_page"),
@@ -146,7 +139,7 @@ class CrmSource:
                 for c in chunks))
             found: dict[str, Any] = {}
             for body in bodies:
-                for raw in _items(body, "data", self.name):
+                for raw in items_under(body, "data", self.name):
                     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
                         raise UpstreamBadResponse(self.name, "customer without an id")
                     found[raw["id"]] = raw
@@ -164,7 +157,7 @@ class CrmSource:
         while True:
             body = await self.transport.get_json(
                 operation, path, {**params, "limit": min(self.page_limit, first + skip + 1), "cursor": page_cursor})
-            raw_items = _items(body, "data", self.name)[skip:]
+            raw_items = items_under(body, "data", self.name)[skip:]
             next_cursor = body.get("nextCursor")
             for offset, raw in enumerate(raw_items, start=skip + 1):
                 items.append(raw)
@@ -201,7 +194,7 @@ class CrmSource:
         while True:
             body = await self.transport.get_json("customer_index", "/api/v1/customers",
                                                  {"limit": self.page_limit, "cursor": cursor})
-            for raw in _items(body, "data", self.name):
+            for raw in items_under(body, "data", self.name):
                 if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
                     raise UpstreamBadResponse(self.name, "customer without an id")
                 number = raw.get("erpCustomerNumber")
@@ -229,10 +222,10 @@ class CrmSource:
                 "interactions_batch", "/api/v1/interactions",
                 {"customerIds": ",".join(c), "limit": query.first + 1, "kind": kind}, keys=len(c)) for c in chunks))
             for body in bodies:
-                for result in _items(body, "results", self.name):
+                for result in items_under(body, "results", self.name):
                     if not isinstance(result, dict) or result.get("customerId") not in found:
                         raise UpstreamBadResponse(self.name, "interaction batch for an unknown customer")
-                    raw_items = _items(result, "data", self.name)
+                    raw_items = items_under(result, "data", self.name)
                     page = raw_items[: query.first]
                     found[result["customerId"]] = [page, [encode_cursor("", i + 1) for i in range(len(page))],
                                                    len(raw_items) > query.first or bool(result.get("nextCursor"))]

@@ -25,7 +25,7 @@ from sources.mapping import (
     strip,
     text,
 )
-from sources.rest import RestTransport
+from sources.rest import RestTransport, items_under
 from sources.values import Money, PurchaseOrderStatus, ShipmentStatus
 
 BATCH_LIMIT = 200  # both partner APIs take at most 200 keys per call
@@ -34,13 +34,6 @@ SUPPLIER_PAGE_LIMIT = 200  # and at most 200 items per page
 
 def _chunks(keys: Sequence[Any]) -> list[list[Any]]:
     return [list(keys[i: i + BATCH_LIMIT]) for i in range(0, len(keys), BATCH_LIMIT)]
-
-
-def _items(body: Any, key: str, source: str) -> list[Any]:
-    items = body.get(key) if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise UpstreamBadResponse(source, f"expected a list under {key!r}")
-    return items
 
 
 # --- supplier portal --------------------------------------------------------------------------------
@@ -132,7 +125,7 @@ class SupplierSource:
     async def _batched(self, operation: str, path: str, param: str, key: str, values: Sequence[str]) -> list[Any]:
         bodies = await asyncio.gather(*(self.transport.get_json(
             operation, path, {param: ",".join(c)}, keys=len(c)) for c in _chunks(values)))
-        return [raw for body in bodies for raw in _items(body, key, self.name)]
+        return [raw for body in bodies for raw in items_under(body, key, self.name)]
 
     async def offers_for_items(self, skus: Sequence[str], _: None = None) -> dict[str, tuple[SupplierOffer, ...]]:
         async def fetch(wanted: list[str]) -> dict[str, list[Any]]:
@@ -186,7 +179,7 @@ class SupplierSource:
 
         # The supplier filter (a partner's row rule) is part of `query`, so of the cache key.
         body = await self.cache.one(self.name, "purchase_order_page", query, fetch)
-        raw = _items(body, "purchaseOrders", self.name)[skip:]
+        raw = items_under(body, "purchaseOrders", self.name)[skip:]
         mapped = [PO_MAP.apply(r, source=self.name) for r in raw]
         page = mapped[: query.first]
         cursors = tuple(encode_cursor(page_cursor or "", skip + i + 1) for i in range(len(page)))
@@ -263,7 +256,7 @@ class LogisticsSource:
         bodies = await asyncio.gather(*(self.transport.get_json(
             operation, "/api/shipments", {param: ",".join(c)}, keys=len(c)) for c in _chunks(values)))
         return [(SHIPMENT_MAP.apply(raw, source=self.name), raw) for body in bodies
-                for raw in _items(body, "shipments", self.name)]
+                for raw in items_under(body, "shipments", self.name)]
 
     async def shipments_for_orders(self, orders: Sequence[int], _: None = None) -> dict[int, tuple[Shipment, ...]]:
         async def fetch(wanted: list[int]) -> dict[int, list[Any]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -14,6 +15,14 @@ from sources.base import Health, SourceCall, ms_since, record_call
 from sources.errors import SourceError, SourceTimeout, SourceUnavailable, UpstreamBadResponse, UpstreamRejected
 
 Params = Mapping[str, str | int | float | None]
+
+
+def items_under(body: Any, key: str, source: str) -> list[Any]:
+    """The list under `key` of a JSON object, or UPSTREAM_BAD_RESPONSE."""
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise UpstreamBadResponse(source, f"expected a list under {key!r}")
+    return items
 
 
 def _reason(response: httpx.Response) -> str:
@@ -117,21 +126,35 @@ class RestTransport:
     async def get_json(self, operation: str, path: str, params: Params | None = None, *,
                        keys: int = 0, not_found_ok: bool = False) -> Any:
         """The decoded JSON body of a GET; None for a 404 when `not_found_ok`."""
-        started = time.perf_counter()
-        status = "ok"
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                response = await self.client.get(
-                    path, params={k: v for k, v in (params or {}).items() if v is not None})
+        async with self._call(operation, keys):
+            response = await self.client.get(path, params={k: v for k, v in (params or {}).items() if v is not None})
             if response.status_code == 404 and not_found_ok:
                 return None
             self._check_status(operation, response)
             if len(response.content) > self.max_response_bytes:
                 raise UpstreamBadResponse(self.name, f"{operation}: answer larger than allowed")
-            try:
-                return orjson.loads(response.content)
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamBadResponse(self.name, f"{operation}: answer is not JSON") from exc
+            return self._decode(operation, response)
+
+    async def send_json(self, operation: str, method: str, path: str, body: Any, *,
+                        idempotency_key: str | None = None) -> Any:
+        """A write. Never retried here: only the caller knows whether repeating it is safe."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        async with self._call(operation, 1):
+            response = await self.client.request(method, path, content=orjson.dumps(body),
+                                                 headers={"Content-Type": "application/json", **headers})
+            if response.status_code in (400, 404, 409, 422):
+                raise UpstreamRejected(self.name, response.status_code, _reason(response))
+            self._check_status(operation, response)
+            return self._decode(operation, response)
+
+    @asynccontextmanager
+    async def _call(self, operation: str, keys: int) -> AsyncIterator[None]:
+        """One upstream call: bounded by the deadline, its failure mapped to a SourceError, and recorded."""
+        started = time.perf_counter()
+        status = "ok"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                yield
         except TimeoutError as exc:
             status = SourceTimeout.code
             raise SourceTimeout(self.name, f"{operation} exceeded {self.timeout_s}s") from exc
@@ -147,37 +170,11 @@ class RestTransport:
         finally:
             record_call(SourceCall(self.name, operation, status, ms_since(started), keys))
 
-    async def send_json(self, operation: str, method: str, path: str, body: Any, *,
-                        idempotency_key: str | None = None) -> Any:
-        """A write. Never retried here: only the caller knows whether repeating it is safe."""
-        started = time.perf_counter()
-        status = "ok"
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    def _decode(self, operation: str, response: httpx.Response) -> Any:
         try:
-            async with asyncio.timeout(self.timeout_s):
-                response = await self.client.request(method, path, content=orjson.dumps(body),
-                                                     headers={"Content-Type": "application/json", **headers})
-            if response.status_code in (400, 404, 409, 422):
-                raise UpstreamRejected(self.name, response.status_code, _reason(response))
-            self._check_status(operation, response)
-            try:
-                return orjson.loads(response.content)
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamBadResponse(self.name, f"{operation}: answer is not JSON") from exc
-        except TimeoutError as exc:
-            status = SourceTimeout.code
-            raise SourceTimeout(self.name, f"{operation} exceeded {self.timeout_s}s") from exc
-        except httpx.TimeoutException as exc:
-            status = SourceTimeout.code
-            raise SourceTimeout(self.name, f"{operation}: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            status = SourceUnavailable.code
-            raise SourceUnavailable(self.name, f"{operation}: {type(exc).__name__}: {exc}") from exc
-        except SourceError as exc:
-            status = exc.code
-            raise
-        finally:
-            record_call(SourceCall(self.name, operation, status, ms_since(started), 1))
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamBadResponse(self.name, f"{operation}: answer is not JSON") from exc
 
     def _check_status(self, operation: str, response: httpx.Response) -> None:
         code = response.status_code
