@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 import strawberry
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,8 +20,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from auth.authenticate import Authenticator
 from auth.jwt import JwtAuthenticator, JwtConfig
 from auth.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from auth.scopes import CUSTOMERS_PII
 from auth.tokens import SqlTokenStore, TokenAuthenticator
 from gateway import hooks
+from gateway.audit.log import AuditLog
+from gateway.audit.sink import SqlAuditSink
 from gateway.db import upgrade
 from gateway.documents import DocumentStore
 from gateway.errors import ErrorCodes
@@ -29,6 +34,7 @@ from gateway.policy import OperationPolicy
 from gateway.services import build_cache, build_services, close_services
 from gateway.settings import Settings
 from resolvers.context import Services
+from resolvers.permissions import FIELD_SCOPES
 from schema.schema import build_schema
 from sources.errors import SourceError
 from sources.sql import make_engine
@@ -62,6 +68,21 @@ def authenticator(settings: Settings, tokens: SqlTokenStore) -> Authenticator:
     return Authenticator(TokenAuthenticator(tokens), jwt)
 
 
+async def start_audit(settings: Settings, db: AsyncEngine) -> AuditLog:
+    """The audit sink on its database (migrated), its group-commit task started."""
+    config = settings.audit
+    engine = db
+    if config.url:
+        engine = make_engine(config.url, pool_size=2)
+        await upgrade(engine)
+    sink = SqlAuditSink(engine, window_ms=config.window_ms, max_batch=config.max_batch,
+                        spool=config.spool_path if config.on_failure == "spool" else None)
+    await sink.start()
+    key = config.variables_key.get_secret_value().encode() if config.variables_key else secrets.token_bytes(32)
+    pii = {name for name, scopes in FIELD_SCOPES.items() if CUSTOMERS_PII in scopes}
+    return AuditLog(sink, gateway_schema()._schema, pii, key)
+
+
 def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
               warm: bool = True, clock: Callable[[], float] = time.time) -> Starlette:
     """The gateway for these settings. `transports` routes REST sources in-process (tests)."""
@@ -75,18 +96,24 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         app.state.services = services
         app.state.tokens = SqlTokenStore(db)
         app.state.documents = DocumentStore(db)
+        audit = await start_audit(settings, db) if settings.audit.enabled else None
         limits = settings.limits
         limiter: RateLimiter = (
             RedisRateLimiter(limits.redis_url, limits.rate_per_second, limits.rate_burst) if limits.redis_url
             else MemoryRateLimiter(limits.rate_per_second, limits.rate_burst))
+        app.state.audit = audit
         app.state.graphql = GraphQLEndpoint(schema, services, settings, authenticator(settings, app.state.tokens),
-                                            app.state.documents, limiter)
+                                            app.state.documents, limiter, audit)
         warming = asyncio.create_task(_warm_crosswalk(services)) if warm else None
         try:
             yield
         finally:
             if warming is not None:
                 warming.cancel()
+            if audit is not None:
+                await audit.sink.aclose()
+                if audit.sink.engine is not db:
+                    await audit.sink.engine.dispose()
             await close_services(services)
             await limiter.aclose()
             await db.dispose()

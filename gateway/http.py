@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 import strawberry
 import structlog
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.exceptions import MissingQueryError
@@ -27,11 +28,13 @@ from strawberry.types.graphql import OperationType
 from auth.authenticate import Authenticator
 from auth.principal import AuthError, Principal, PrincipalKind
 from auth.ratelimit import RateLimiter, bucket_key
+from gateway.audit.log import AuditLog, RequestFacts, document_hash
+from gateway.audit.sink import AuditUnavailable
 from gateway.documents import DocumentStore, document_id, normalise_id
 from gateway.graphiql import graphiql_response
 from gateway.settings import LimitSettings, Settings
 from resolvers.context import Context, Services
-from sources.base import recording
+from sources.base import ms_since, recording
 
 log = structlog.get_logger("gateway.http")
 
@@ -187,14 +190,17 @@ class RequestContext(Context):
     """The resolvers' context plus what the gateway's own extensions need."""
 
     limits: LimitSettings = field(default_factory=LimitSettings)
+    document: DocumentNode | None = None  # the parsed operation, for the audit record
 
 
 class GraphQLEndpoint:
     """The /graphql route."""
 
     def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings,
-                 authenticator: Authenticator, documents: DocumentStore, limiter: RateLimiter) -> None:
+                 authenticator: Authenticator, documents: DocumentStore, limiter: RateLimiter,
+                 audit: AuditLog | None = None) -> None:
         self.limiter = limiter
+        self.audit = audit
         self.schema = schema
         self.services = services
         self.settings = settings
@@ -217,53 +223,74 @@ class GraphQLEndpoint:
         return gql.query
 
     async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
         request_id = request_id_of(request)
         wants_ide = "text/html" in request.headers.get("accept", "") and self.settings.server.graphiql
         if request.method == "GET" and "query" not in request.query_params and wants_ide:
             return graphiql_response({"X-Request-Id": request_id})
+        facts = RequestFacts(request_id=request_id, client_ip=request.client.host if request.client else "-")
+        response = await self._handle(request, facts)
+        if self.audit is not None:
+            try:
+                await self.audit.write(facts, ms_since(started))
+            except AuditUnavailable:
+                # Fail closed: an operation that cannot be audited is not answered as if it had been.
+                body = _error_body("the audit log is unavailable; try again later", "AUDIT_UNAVAILABLE")
+                return Response(orjson.dumps(body), status_code=503, media_type=JSON,
+                                headers={"X-Request-Id": request_id, "Retry-After": "5"})
+        return response
+
+    async def _handle(self, request: Request, facts: RequestFacts) -> Response:
+        request_id = facts.request_id
         try:
             media_type = negotiate(request.headers.get("accept", ""))
         except RequestError as exc:
-            return self._respond(_error_body(exc.message, exc.code), exc.status, JSON, request_id)
+            return self._respond(facts, _error_body(exc.message, exc.code), exc.status, JSON, request_id)
         try:
             principal = await self.authenticator.authenticate(request.headers.get("authorization"))
+            facts.principal = principal
         except AuthError as exc:
             log.info("authentication_failed", request_id=request_id, reason=exc.reason)
-            return self._respond(_error_body(AuthError.public_message, "UNAUTHENTICATED"), 401, media_type,
+            return self._respond(facts, _error_body(AuthError.public_message, "UNAUTHENTICATED"), 401, media_type,
                                  request_id, {"WWW-Authenticate": 'Bearer realm="gateway"'})
         if principal.kind is PrincipalKind.ANONYMOUS and not self.settings.auth.allow_anonymous_health:
-            return self._respond(_error_body("authentication required", "UNAUTHENTICATED"), 401, media_type,
+            return self._respond(facts, _error_body("authentication required", "UNAUTHENTICATED"), 401, media_type,
                                  request_id, {"WWW-Authenticate": 'Bearer realm="gateway"'})
         wait = await self.limiter.take(bucket_key(principal, request.client.host if request.client else "-"))
         if wait > 0:
             retry_after = str(max(1, math.ceil(wait)))
-            return self._respond(_error_body(f"rate limit exceeded; retry in {retry_after}s", "RATE_LIMITED"), 429,
-                                 media_type, request_id, {"Retry-After": retry_after})
+            body = _error_body(f"rate limit exceeded; retry in {retry_after}s", "RATE_LIMITED")
+            return self._respond(facts, body, 429, media_type, request_id, {"Retry-After": retry_after})
         try:
             gql = await read_request(request, self.settings.limits.max_body_bytes)
+            facts.operation_name, facts.variables = gql.operation_name, gql.variables
+            facts.document = gql.document_id or (document_hash(gql.query) if gql.query else None)
             query = await self._operation_text(gql, principal)
         except RequestError as exc:
-            return self._respond(_error_body(exc.message, exc.code), exc.status, media_type, request_id,
+            return self._respond(facts, _error_body(exc.message, exc.code), exc.status, media_type, request_id,
                                  exc.headers)
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY,
                                                                           OperationType.MUTATION)
         context = RequestContext(services=self.services, request_id=request_id, principal=principal,
                                  limits=self.settings.limits)
+        facts.calls = context.calls
         try:
             with recording(context.calls):
                 result = await self.schema.execute(query, variable_values=gql.variables,
                                                    context_value=context, operation_name=gql.operation_name,
                                                    allowed_operation_types=allowed)
         except InvalidOperationTypeError:
-            return self._respond(_error_body("only queries may be sent with GET; use POST", "METHOD_NOT_ALLOWED"),
-                                 405, media_type, request_id, {"Allow": "POST"})
+            body = _error_body("only queries may be sent with GET; use POST", "METHOD_NOT_ALLOWED")
+            return self._respond(facts, body, 405, media_type, request_id, {"Allow": "POST"})
         except CannotGetOperationTypeError as exc:
-            return self._respond(_error_body(exc.as_http_error_reason(), "BAD_REQUEST"), 400, media_type,
+            return self._respond(facts, _error_body(exc.as_http_error_reason(), "BAD_REQUEST"), 400, media_type,
                                  request_id)
         except MissingQueryError:
-            return self._respond(_error_body("`query` is missing", "BAD_REQUEST"), 400, media_type, request_id)
+            return self._respond(facts, _error_body("`query` is missing", "BAD_REQUEST"), 400, media_type, request_id)
+        finally:
+            facts.parsed = context.document
         status, headers = self._status(result, media_type)
-        return self._respond(self._body(result, context), status, media_type, request_id, headers)
+        return self._respond(facts, self._body(result, context), status, media_type, request_id, headers)
 
     def _status(self, result: ExecutionResult, media_type: str) -> tuple[int, dict[str, str]]:
         if isinstance(result, PreExecutionError):
@@ -293,8 +320,9 @@ class GraphQLEndpoint:
             body["extensions"] = extensions
         return body
 
-    def _respond(self, body: dict[str, Any], status: int, media_type: str, request_id: str,
+    def _respond(self, facts: RequestFacts, body: dict[str, Any], status: int, media_type: str, request_id: str,
                  headers: dict[str, str] | None = None) -> Response:
+        facts.body, facts.status = body, status
         return Response(orjson.dumps(body), status_code=status, media_type=media_type,
                         headers={"X-Request-Id": request_id, **(headers or {})})
 

@@ -163,6 +163,8 @@ class OperationPolicy(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         ec = self.execution_context
         if ec.graphql_document is not None:
+            if hasattr(ec.context, "document"):
+                ec.context.document = ec.graphql_document
             try:
                 check_document(ec.graphql_document, ec.operation_name, ec.context.principal, ec.context.limits)
             except PolicyError as exc:

@@ -213,6 +213,20 @@ class CacheSettings(_Strict):
         return {**DEFAULT_CACHE_POLICIES, **self.policies} if self.enabled else {}
 
 
+class AuditSettings(_Strict):
+    """The audit trail (docs/security.md, "Audit")."""
+
+    enabled: bool = True
+    url: str | None = Field(None, description="its own database; the gateway's database_url when unset")
+    window_ms: float = Field(2.0, gt=0, le=1000, description="group commit: how long a commit waits for company")
+    max_batch: int = Field(500, ge=1, le=10_000)
+    on_failure: Literal["fail_closed", "spool"] = Field(
+        "fail_closed", description="when the database is down: refuse requests (503), or spool to a file")
+    spool_path: Path = Path("demo-data/audit-spool.jsonl")
+    variables_key: SecretStr | None = Field(
+        None, description="HMAC key for variable hashes; without one each process makes its own")
+
+
 class CrosswalkSettings(_Strict):
     refresh_seconds: float = Field(300, gt=0)
 
@@ -232,6 +246,7 @@ class Settings(BaseSettings):
     crosswalk: CrosswalkSettings = CrosswalkSettings()
     auth: AuthSettings = AuthSettings()
     cache: CacheSettings = CacheSettings()
+    audit: AuditSettings = AuditSettings()
     limits: LimitSettings = LimitSettings()
 
     @classmethod

@@ -1,0 +1,1 @@
+"""The audit trail: one hash-chained record per operation, committed before the answer leaves."""

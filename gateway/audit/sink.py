@@ -1,0 +1,174 @@
+"""The SQL audit sink: group commit, one hash chain per writer, fail closed or spool to a file.
+
+Records of the requests in flight are written together in one transaction every `window_ms`; each
+request waits for its record's commit before its answer is sent, so an answered request always has
+its record, even if the process is killed the next instant. Every process is its own writer with its
+own chain (`writer`, `seq`, `prev_hash`, `hash`), so concurrent writers never fork a chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import structlog
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit.record import GENESIS, AuditRecord, chain_hash
+
+log = structlog.get_logger("gateway.audit")
+
+metadata = MetaData()
+audit_events = Table(
+    "audit_events", metadata,
+    Column("writer", String(32), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("id", String(32), nullable=False),
+    Column("time", String(32), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("partner_id", String(16)),
+    Column("operation_name", String(200)),
+    Column("outcome", String(16), nullable=False),
+    Column("record", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
+class AuditUnavailable(Exception):
+    """The record could not be made durable; the request must not be answered as if it had been."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    writer: str
+    seq: int
+    record: AuditRecord
+    canonical: str
+    prev_hash: str
+    hash: str
+
+    def values(self) -> dict[str, object]:
+        r = self.record
+        return {"writer": self.writer, "seq": self.seq, "id": r.id, "time": r.time, "request_id": r.request_id,
+                "subject": r.subject, "partner_id": r.partner_id, "operation_name": r.operation_name,
+                "outcome": r.outcome, "record": self.canonical, "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+class SqlAuditSink:
+    def __init__(self, engine: AsyncEngine, *, window_ms: float = 2.0, max_batch: int = 500,
+                 spool: Path | None = None) -> None:
+        self.engine = engine
+        self.window_s = window_ms / 1000
+        self.max_batch = max_batch
+        self.spool = spool
+        self.writer = uuid.uuid4().hex
+        self._seq = 0
+        self._prev = GENESIS
+        self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.replay_spool()
+        self._task = asyncio.create_task(self._run())
+
+    async def write(self, record: AuditRecord) -> None:
+        """Return once the record is committed (or spooled); AuditUnavailable if it cannot be."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, future))
+        self._wake.set()
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self.window_s)  # let the other requests in flight join this commit
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                await self._commit(batch)
+
+    def _chain(self, records: list[AuditRecord]) -> list[_Row]:
+        rows, seq, prev = [], self._seq, self._prev
+        for record in records:
+            seq += 1
+            canonical = record.canonical()
+            digest = chain_hash(prev, canonical)
+            rows.append(_Row(self.writer, seq, record, canonical.decode(), prev, digest))
+            prev = digest
+        return rows
+
+    async def _commit(self, batch: list[tuple[AuditRecord, asyncio.Future[None]]]) -> None:
+        rows = self._chain([r for r, _ in batch])
+        error: Exception | None = None
+        try:
+            if self._spooled():
+                await self.replay_spool()
+            if self._spooled():
+                raise AuditUnavailable("the database is still unreachable")  # keep spooling until replayed
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(audit_events), [row.values() for row in rows])
+        except (SQLAlchemyError, OSError, AuditUnavailable) as exc:
+            error = exc
+        if error is not None and self.spool is not None:
+            try:
+                self._append_spool(rows)
+                error = None
+            except OSError as exc:
+                error = exc
+        if error is not None:
+            log.error("audit_write_failed", error=str(error), records=len(rows))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(AuditUnavailable(str(error)))
+            return  # the chain state stays at the last durable record
+        self._seq, self._prev = rows[-1].seq, rows[-1].hash
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    def _spooled(self) -> bool:
+        return self.spool is not None and self.spool.exists() and self.spool.stat().st_size > 0
+
+    def _append_spool(self, rows: list[_Row]) -> None:
+        assert self.spool is not None
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.spool, "ab") as fh:
+            for row in rows:
+                fh.write(orjson.dumps(row.values()) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    async def replay_spool(self) -> int:
+        """Move spooled records into the database (in one transaction), then empty the spool."""
+        if self.spool is None or not self.spool.exists():
+            return 0
+        lines = [orjson.loads(line) for line in self.spool.read_bytes().splitlines() if line.strip()]
+        if not lines:
+            return 0
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(audit_events), lines)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("audit_spool_replay_failed", error=str(exc), records=len(lines))
+            return 0
+        self.spool.write_bytes(b"")
+        log.info("audit_spool_replayed", records=len(lines))
+        return len(lines)
+
+    async def aclose(self) -> None:
+        """Flush what is pending, then stop."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            await self._commit(batch)
+        if self._task is not None:
+            self._task.cancel()
