@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import httpx
 import strawberry
@@ -25,6 +26,7 @@ from auth.tokens import SqlTokenStore, TokenAuthenticator
 from gateway import hooks
 from gateway.audit.log import AuditLog
 from gateway.audit.sink import SqlAuditSink
+from gateway.audit.store import SqlAuditReader
 from gateway.db import upgrade
 from gateway.documents import DocumentStore
 from gateway.errors import ErrorCodes
@@ -93,10 +95,12 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         db = make_engine(settings.database_url, pool_size=5)
         await upgrade(db)
         services = await build_services(settings, db, transports, cache=build_cache(settings, clock))
-        app.state.services = services
         app.state.tokens = SqlTokenStore(db)
         app.state.documents = DocumentStore(db)
         audit = await start_audit(settings, db) if settings.audit.enabled else None
+        if audit is not None:
+            services = replace(services, audit=SqlAuditReader(audit.sink.engine))
+        app.state.services = services
         limits = settings.limits
         limiter: RateLimiter = (
             RedisRateLimiter(limits.redis_url, limits.rate_per_second, limits.rate_burst) if limits.redis_url

@@ -25,11 +25,13 @@ crosswalk_app = typer.Typer(help="The CRM <-> ERP customer crosswalk.", no_args_
 tokens_app = typer.Typer(help="Partner API tokens.", no_args_is_help=True)
 documents_app = typer.Typer(help="Trusted documents (the operations partner tokens may run).", no_args_is_help=True)
 db_app = typer.Typer(help="The gateway's own database.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(crosswalk_app, name="crosswalk")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(documents_app, name="documents")
 app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default: ./gateway.toml)",
@@ -164,12 +166,12 @@ def crosswalk_unlink(crm_id: str, config: ConfigOption = None) -> None:
 
 
 @asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    """The gateway's database, migrated to the current schema."""
+async def _database(settings: Settings, url: str | None = None) -> AsyncIterator[AsyncEngine]:
+    """The gateway's database (or the one at `url`), migrated to the current schema."""
     from gateway.db import upgrade
     from sources.sql import make_engine
 
-    engine = make_engine(settings.database_url, pool_size=1)
+    engine = make_engine(url or settings.database_url, pool_size=1)
     try:
         await upgrade(engine)
         yield engine
@@ -348,6 +350,76 @@ def issue_jwt(role: Annotated[list[str], typer.Option("--role", help="repeat for
     print(jwt.encode({"sub": subject, "iss": settings.auth.jwt_issuer, "aud": settings.auth.jwt_audience,
                       "iat": now, "exp": now + minutes * 60, "roles": role},
                      settings.auth.jwt_secret.get_secret_value(), algorithm="HS256"))
+
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOption = None) -> None:
+    """Check every writer's hash chain; name each changed, deleted or reordered record."""
+    from gateway.audit.store import verify
+
+    settings = _settings(config)
+
+    async def run() -> Any:
+        async with _database(settings, settings.audit.url or settings.database_url) as engine:
+            return await verify(engine)
+
+    result = asyncio.run(run())
+    for p in result.problems:
+        console.print(f"[red]{p.kind}[/red] writer {p.writer} seq {p.seq}: {p.detail}")
+    for writer, (seq, head) in sorted(result.writers.items()):
+        console.print(f"writer {writer}: {seq} records, head {head}")
+    if not result.ok:
+        console.print(f"[red]audit trail NOT intact: {len(result.problems)} problem(s) "
+                      f"in {result.records} records[/red]")
+        raise typer.Exit(1)
+    console.print(f"[green]audit trail intact: {result.records} records in {len(result.writers)} chain(s)[/green]")
+
+
+@audit_app.command("export")
+def audit_export(fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+                 since: Annotated[str | None, typer.Option("--from", help="ISO 8601, inclusive")] = None,
+                 until: Annotated[str | None, typer.Option("--to", help="ISO 8601, exclusive")] = None,
+                 output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+                 config: ConfigOption = None) -> None:
+    """Write the audit records of a period as JSON lines or CSV (to a file, or standard output)."""
+    import csv
+    import dataclasses
+    import sys
+
+    from auth.audit import AuditFilter
+    from gateway.audit.store import SqlAuditReader
+
+    if fmt not in ("jsonl", "csv"):
+        console.print("[red]--format is jsonl or csv[/red]")
+        raise typer.Exit(2)
+    settings = _settings(config)
+    columns = ["id", "time", "request_id", "client_ip", "subject", "principal_kind", "token_id", "partner_id",
+               "operation_type", "operation_name", "document", "fields", "pii_fields", "variables_hash", "outcome",
+               "codes", "http_status", "duration_ms", "upstream", "stale_sources"]
+
+    async def run(out: Any) -> int:
+        writer = csv.writer(out) if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(columns)
+        count = 0
+        async with _database(settings, settings.audit.url or settings.database_url) as engine:
+            async for record in SqlAuditReader(engine).stream(AuditFilter(since=since, until=until)):
+                count += 1
+                if writer is None:
+                    out.write(record.canonical().decode() + "\n")
+                    continue
+                data = dataclasses.asdict(record)
+                writer.writerow([json.dumps(data[c]) if isinstance(data[c], list | tuple) else data[c]
+                                 for c in columns])
+        return count
+
+    if output is None:
+        count = asyncio.run(run(sys.stdout))
+    else:
+        with open(output, "w", newline="", encoding="utf-8") as fh:
+            count = asyncio.run(run(fh))
+    Console(stderr=True).print(f"exported {count} records")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from auth.audit import AuditReader
 from auth.principal import ANONYMOUS, Principal
 from resolvers.loaders import Loaders
 from sources.base import CallLog
@@ -27,6 +28,7 @@ class Services:
     cache: SourceCache
     max_page_size: int = 100
     phone_region: str = "US"
+    audit: AuditReader | None = None
 
 
 @dataclass(slots=True)

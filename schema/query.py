@@ -7,8 +7,10 @@ import datetime
 import strawberry
 from strawberry import relay
 
+from auth.audit import AuditFilter
 from resolvers import customer as customers
 from resolvers.permissions import purchase_order_supplier_filter
+from schema.types.audit import AuditEvent, AuditEventFilter
 from schema.types.common import (
     Connection,
     GatewayInfo,
@@ -141,6 +143,18 @@ class Query:
                                    status=filter.status if filter else None)
         result = await info.context.services.supplier.purchase_order_page(query)
         return to_connection(result, PurchaseOrder.of)
+
+    @strawberry.field(description="The audit trail, newest first (needs `audit:read`).")
+    async def audit_events(self, info: GatewayInfo, first: int = 20, after: str | None = None,
+                           filter: AuditEventFilter | None = None) -> Connection[AuditEvent] | None:
+        reader = info.context.services.audit
+        if reader is None:
+            raise bad_input("the audit trail is not enabled")
+        f = filter or AuditEventFilter()
+        where = AuditFilter(subject=f.subject, partner_id=f.partner, operation_name=f.operation, outcome=f.outcome,
+                            since=f.from_, until=f.to)
+        page = await reader.events(where, page_size(info, first), after)
+        return to_connection(Slice(page.records, page.cursors, page.has_next), lambda r: AuditEvent(record=r))
 
     @strawberry.field(description="A shipment by tracking number.")
     async def shipment(self, info: GatewayInfo, tracking_number: str) -> Shipment | None:

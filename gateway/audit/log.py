@@ -12,8 +12,8 @@ from typing import Any
 from graphql import DocumentNode, FieldNode, GraphQLSchema, OperationDefinitionNode, TypeInfo, TypeInfoVisitor, visit
 from graphql.language import Visitor
 
+from auth.audit import AuditRecord, UpstreamCallRecord, variables_hash
 from auth.principal import ANONYMOUS, Principal
-from gateway.audit.record import AuditRecord, UpstreamCallRecord, variables_hash
 from gateway.audit.sink import SqlAuditSink
 from sources.base import CallLog
 

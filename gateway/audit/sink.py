@@ -20,7 +20,7 @@ from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.audit.record import GENESIS, AuditRecord, chain_hash
+from auth.audit import GENESIS, AuditRecord, chain_hash
 
 log = structlog.get_logger("gateway.audit")
 

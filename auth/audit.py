@@ -1,11 +1,11 @@
-"""What one audit record holds, and its canonical form (the bytes the hash chain covers)."""
+"""Audit records: what one holds, its canonical form (the bytes the hash chain covers), and how it is read."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -68,3 +68,26 @@ def variables_hash(key: bytes, variables: Any) -> str | None:
         return None
     return "hmac-sha256:" + hmac.new(key, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS),
                                      hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    subject: str | None = None
+    partner_id: str | None = None
+    operation_name: str | None = None
+    outcome: str | None = None
+    since: str | None = None  # ISO 8601, inclusive
+    until: str | None = None  # ISO 8601, exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    records: tuple[AuditRecord, ...]
+    cursors: tuple[str, ...]
+    has_next: bool
+
+
+class AuditReader(Protocol):
+    """Read access to the trail, newest first (for `auditEvents` and exports)."""
+
+    async def events(self, where: AuditFilter, first: int, after: str | None) -> AuditPage: ...
