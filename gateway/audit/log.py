@@ -57,12 +57,15 @@ def touched_fields(schema: GraphQLSchema, document: DocumentNode) -> tuple[str, 
     return tuple(collector.seen)
 
 
-def _operation_type(document: DocumentNode | None, name: str | None) -> str | None:
+def _operation(document: DocumentNode | None, name: str | None) -> tuple[str | None, str | None]:
+    """The (type, name) of the operation that ran: the one named, or the document's only one."""
     if document is None:
-        return None
+        return None, name
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     chosen = next((o for o in operations if name is None or (o.name and o.name.value == name)), None)
-    return chosen.operation.value if chosen else None
+    if chosen is None:
+        return None, name
+    return chosen.operation.value, chosen.name.value if chosen.name else name
 
 
 def document_hash(text: str) -> str:
@@ -91,11 +94,12 @@ class AuditLog:
         outcome, codes = outcome_of(facts.body, facts.status)
         p = facts.principal
         stale = facts.calls.stale_sources()
+        operation_type, operation_name = _operation(facts.parsed, facts.operation_name)
         return AuditRecord(
             id=uuid.uuid4().hex, time=datetime.now(UTC).isoformat(timespec="microseconds"),
             request_id=facts.request_id, client_ip=facts.client_ip, subject=p.subject, principal_kind=p.kind.value,
             token_id=p.token_id, partner_id=p.partner_id,
-            operation_type=_operation_type(facts.parsed, facts.operation_name), operation_name=facts.operation_name,
+            operation_type=operation_type, operation_name=operation_name,
             document=facts.document, fields=fields, pii_fields=tuple(f for f in fields if f in self.pii),
             variables_hash=variables_hash(self.variables_key, facts.variables),
             upstream=tuple(UpstreamCallRecord(c.source, c.operation, c.status, round(c.ms, 2), c.cache)

@@ -112,7 +112,8 @@ def test_roles() -> dict[str, list[str]]:
 
 
 def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict[str, Any] | None = None,
-                 auth: dict[str, Any] | None = None, cache: dict[str, Any] | None = None, **server: Any) -> Settings:
+                 auth: dict[str, Any] | None = None, cache: dict[str, Any] | None = None,
+                 audit: dict[str, Any] | None = None, **server: Any) -> Settings:
     return Settings(
         database_url=f"sqlite+aiosqlite:///{db_path}",
         server={"expose_upstream_calls": True, **server},
@@ -120,6 +121,7 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict
         limits={"rate_per_second": 10_000, "rate_burst": 10_000, **(limits or {})},
         # Off unless a test turns it on: call-count tests count every upstream call.
         cache={"enabled": cache is not None, **(cache or {})},
+        audit={"window_ms": 1, **(audit or {})},
         sources={
             "erp": {"url": erp_url},
             "crm": {"base_url": "http://crm.test", "auth": {
@@ -136,7 +138,8 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict
 @asynccontextmanager
 async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets: DemoSecrets | None = None,
                           limits: dict[str, Any] | None = None, auth: dict[str, Any] | None = None,
-                          cache: dict[str, Any] | None = None, clock: Callable[[], float] = time.time,
+                          cache: dict[str, Any] | None = None, audit: dict[str, Any] | None = None,
+                          clock: Callable[[], float] = time.time,
                           **server: Any) -> AsyncIterator[Harness]:
     secrets = secrets or DemoSecrets.generate()
     faults = {name: Faults() for name in ("crm", "supplier", "logistics")}
@@ -150,7 +153,7 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets:
                                                      password=secrets.logistics_password,
                                                      admin_key=secrets.admin_key, faults=faults["logistics"])),
     }
-    settings = settings_for(erp_url, db_path, secrets, limits, auth, cache, **server)
+    settings = settings_for(erp_url, db_path, secrets, limits, auth, cache, audit, **server)
     app = build_app(settings, transports=upstream, warm=False, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
