@@ -63,6 +63,9 @@ jwt_secret = "{secrets.jwt_secret}"
 rate_per_second = 5000
 rate_burst = 10000
 
+[audit]
+spool_path = "{options.data_dir / 'audit-spool.jsonl'}"
+
 [sources.erp]
 url = "{options.erp}"
 timeout_s = 5.0

@@ -88,9 +88,24 @@ class AuditLog:
         self.schema = schema
         self.pii = frozenset(pii_fields)
         self.variables_key = variables_key
+        self._field_cache: dict[str, tuple[str, ...]] = {}
+
+    def _fields(self, facts: RequestFacts) -> tuple[str, ...]:
+        """Coordinates of the document; remembered per document, since clients send the same ones again."""
+        if facts.parsed is None:
+            return ()
+        key = facts.document or ""
+        fields = self._field_cache.get(key) if key else None
+        if fields is None:
+            fields = touched_fields(self.schema, facts.parsed)
+            if key:
+                if len(self._field_cache) >= 10_000:
+                    self._field_cache.clear()
+                self._field_cache[key] = fields
+        return fields
 
     def record(self, facts: RequestFacts, duration_ms: float) -> AuditRecord:
-        fields = touched_fields(self.schema, facts.parsed) if facts.parsed is not None else ()
+        fields = self._fields(facts)
         outcome, codes = outcome_of(facts.body, facts.status)
         p = facts.principal
         stale = facts.calls.stale_sources()

@@ -67,3 +67,33 @@ def test_config_check_reports_bad_values(config: Path) -> None:
     config.write_text('[auth]\njwt_secret = "short"\n')
     result = CliRunner().invoke(app, ["config", "check"])
     assert result.exit_code == 2 and "jwt_secret must be at least 32 characters" in result.output
+
+
+def test_audit_verify_and_export(config: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from auth.audit import AuditRecord
+    from gateway.audit.sink import SqlAuditSink
+    from gateway.db import upgrade
+    from sources.sql import make_engine
+
+    async def write() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+        await upgrade(engine)
+        sink = SqlAuditSink(engine, window_ms=1)
+        await sink.start()
+        for n in range(3):
+            await sink.write(AuditRecord(id=f"i{n}", time=f"2026-11-25T00:00:0{n}+00:00", request_id=f"r{n}",
+                                         client_ip="-", subject="s", principal_kind="user", token_id=None,
+                                         partner_id=None, operation_type="query", operation_name="Q", document=None))
+        await sink.aclose()
+        await engine.dispose()
+
+    asyncio.run(write())
+    assert "intact: 3 records" in run("audit", "verify")
+    lines = run("audit", "export", "--format", "jsonl", "--from", "2026-11-25T00:00:01").strip().splitlines()
+    assert [json.loads(line)["request_id"] for line in lines if line.startswith("{")] == ["r1", "r2"]
+    out = tmp_path / "audit.csv"
+    run("audit", "export", "--format", "csv", "--output", str(out))
+    assert out.read_text().splitlines()[0].startswith("id,time,request_id")
+    assert len(out.read_text().splitlines()) == 4
