@@ -32,7 +32,7 @@ from gateway.documents import DocumentStore
 from gateway.errors import ErrorCodes
 from gateway.graphiql import ASSETS_PATH, assets_app
 from gateway.http import GraphQLEndpoint
-from gateway.policy import OperationPolicy
+from gateway.policy import OperationPolicy, ParsedDocuments
 from gateway.services import build_cache, build_services, close_services
 from gateway.settings import Settings
 from resolvers.context import Services
@@ -56,7 +56,7 @@ async def _warm_crosswalk(services: Services) -> None:
 
 def gateway_schema() -> strawberry.Schema:
     """The schema with the gateway's extensions: one per process, for the app and the CLI alike."""
-    return build_schema((ErrorCodes, OperationPolicy))
+    return build_schema((ErrorCodes, ParsedDocuments, OperationPolicy))
 
 
 def authenticator(settings: Settings, tokens: SqlTokenStore) -> Authenticator:

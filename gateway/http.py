@@ -31,6 +31,7 @@ from auth.ratelimit import RateLimiter, bucket_key
 from gateway.audit.log import AuditLog, RequestFacts, document_hash
 from gateway.audit.sink import AuditUnavailable
 from gateway.documents import DocumentStore, document_id, normalise_id
+from gateway.errors import classify
 from gateway.graphiql import graphiql_response
 from gateway.settings import LimitSettings, Settings
 from resolvers.context import Context, Services
@@ -306,7 +307,10 @@ class GraphQLEndpoint:
         if not isinstance(result, PreExecutionError):
             body["data"] = result.data
         if result.errors:
-            body["errors"] = [_format(e) for e in result.errors]
+            # Errors raised while parsing reach us past the error extension (strawberry builds that
+            # result after the operation hooks): give them their code here.
+            body["errors"] = [_format(e if (e.extensions or {}).get("code") else classify(e, context.request_id))
+                              for e in result.errors]
         extensions: dict[str, Any] = dict(result.extensions or {})
         stale = context.calls.stale_sources()
         if stale:

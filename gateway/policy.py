@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -26,7 +27,8 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
 )
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension
+from strawberry.schema.schema import validate_document
 from strawberry.types.execution import PreExecutionError
 
 from auth.principal import Principal, PrincipalKind
@@ -152,8 +154,22 @@ def _error(exc: PolicyError) -> GraphQLError:
     return GraphQLError(str(exc), extensions={"code": exc.code})
 
 
+_validate = lru_cache(maxsize=1_000)(validate_document)
+
+
+class ParsedDocuments(ParserCache):
+    """Parsing, remembered per query text (and token limit): the same text yields the same document."""
+
+    def __init__(self) -> None:
+        super().__init__(maxsize=1_000)
+
+
 class OperationPolicy(SchemaExtension):
-    """Applies `check_document` before validation and the cost limit before execution."""
+    """Applies `check_document` before validation and the cost limit before execution.
+
+    It also runs graphql-core's validation itself, remembered per document (the parser cache hands out
+    one document per text) and rule set: the principal-dependent checks above are never cached.
+    """
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context.context
@@ -170,6 +186,8 @@ class OperationPolicy(SchemaExtension):
             except PolicyError as exc:
                 # Strawberry skips its own validation when errors are already set.
                 ec.pre_execution_errors = [_error(exc)]
+            else:
+                ec.pre_execution_errors = _validate(ec.schema._schema, ec.graphql_document, ec.validation_rules)
         yield
 
     def on_execute(self) -> Iterator[None]:
