@@ -218,7 +218,7 @@ class AuditSettings(_Strict):
 
     enabled: bool = True
     url: str | None = Field(None, description="its own database; the gateway's database_url when unset")
-    window_ms: float = Field(2.0, gt=0, le=1000, description="group commit: how long a commit waits for company")
+    window_ms: float = Field(1.0, gt=0, le=1000, description="group commit: how long a commit waits for company")
     max_batch: int = Field(500, ge=1, le=10_000)
     on_failure: Literal["fail_closed", "spool"] = Field(
         "fail_closed", description="when the database is down: refuse requests (503), or spool to a file")
