@@ -86,7 +86,8 @@ async def start_audit(settings: Settings, db: AsyncEngine) -> AuditLog:
 
 
 def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-              warm: bool = True, clock: Callable[[], float] = time.time) -> Starlette:
+              warm: bool = True, clock: Callable[[], float] = time.time,
+              monotonic: Callable[[], float] = time.monotonic) -> Starlette:
     """The gateway for these settings. `transports` routes REST sources in-process (tests)."""
     schema = gateway_schema()
 
@@ -94,7 +95,8 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = make_engine(settings.database_url, pool_size=5)
         await upgrade(db)
-        services = await build_services(settings, db, transports, cache=build_cache(settings, clock))
+        services = await build_services(settings, db, transports, cache=build_cache(settings, clock),
+                                        clock=monotonic)
         app.state.tokens = SqlTokenStore(db)
         app.state.documents = DocumentStore(db)
         audit = await start_audit(settings, db) if settings.audit.enabled else None
@@ -136,9 +138,14 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         services: Services = request.app.state.services
         checks = await asyncio.gather(*(s.health() for s in (services.erp, services.crm, services.supplier,
                                                               services.logistics)))
+        breakers = {"erp": services.erp.transport.resilience, "crm": services.crm.transport.resilience,
+                    "supplier": services.supplier.transport.resilience,
+                    "logistics": services.logistics.transport.resilience}
         ready = all(c.ok for c in checks)
         return JSONResponse({"status": "ready" if ready else "degraded",
-                             "sources": {c.source: {"ok": c.ok, "detail": c.detail} for c in checks}},
+                             "sources": {c.source: {"ok": c.ok, "detail": c.detail,
+                                                    "breaker": breakers[c.source].breaker.state,
+                                                    "retries": breakers[c.source].retries} for c in checks}},
                             status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [

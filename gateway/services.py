@@ -18,6 +18,7 @@ from gateway.settings import (
     ApiKeyAuth,
     BasicAuth,
     OAuth2ClientCredentialsAuth,
+    ResilienceSettings,
     RestSourceSettings,
     Settings,
 )
@@ -28,6 +29,7 @@ from sources.crm import CrmSource
 from sources.crosswalk import Crosswalk, SqlLinkStore
 from sources.erp import ErpSource
 from sources.partners import LogisticsSource, SupplierSource
+from sources.resilience import Resilience, ResiliencePolicy
 from sources.sql import SqlTransport, make_engine
 
 
@@ -43,12 +45,19 @@ def _auth(name: str, settings: RestSourceSettings) -> httpx.Auth | None:
     return None
 
 
-def rest_transport(name: str, settings: RestSourceSettings,
-                   transport: httpx.AsyncBaseTransport | None = None) -> rest.RestTransport:
+def resilience(name: str, settings: ResilienceSettings, timeout_s: float,
+               clock: Callable[[], float] = time.monotonic) -> Resilience:
+    policy = ResiliencePolicy(**settings.model_dump())
+    return Resilience(name, policy, timeout_s, clock=clock)
+
+
+def rest_transport(name: str, settings: RestSourceSettings, transport: httpx.AsyncBaseTransport | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> rest.RestTransport:
     return rest.RestTransport(
         name, settings.base_url, timeout_s=settings.timeout_s, auth=_auth(name, settings),
         max_connections=settings.max_connections, transport=transport,
-        max_response_bytes=int(settings.max_response_mb * 1024 * 1024))
+        max_response_bytes=int(settings.max_response_mb * 1024 * 1024),
+        resilience=resilience(name, settings.resilience, settings.timeout_s, clock))
 
 
 def build_cache(settings: Settings, clock: Callable[[], float] = time.time) -> SourceCache:
@@ -69,19 +78,21 @@ def build_cache(settings: Settings, clock: Callable[[], float] = time.time) -> S
 
 async def build_services(settings: Settings, db: AsyncEngine,
                          transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-                         cache: SourceCache | None = None) -> Services:
+                         cache: SourceCache | None = None, clock: Callable[[], float] = time.monotonic) -> Services:
     """Every source with its pooled client. `db` is the gateway's own (migrated) database; `transports`
     lets tests route a REST source in-process."""
     transports = transports or {}
     cache = cache or build_cache(settings)
     sources = settings.sources
     erp = ErpSource(SqlTransport("erp", sources.erp.url, timeout_s=sources.erp.timeout_s,
-                                 pool_size=sources.erp.pool_size),
+                                 pool_size=sources.erp.pool_size,
+                                 resilience=resilience("erp", sources.erp.resilience, sources.erp.timeout_s, clock)),
                     currency=sources.erp.currency, phone_region=settings.phone_region, cache=cache)
-    crm = CrmSource(rest_transport("crm", sources.crm, transports.get("crm")), phone_region=settings.phone_region,
-                    cache=cache)
-    supplier = SupplierSource(rest_transport("supplier", sources.supplier, transports.get("supplier")), cache=cache)
-    logistics = LogisticsSource(rest_transport("logistics", sources.logistics, transports.get("logistics")),
+    crm = CrmSource(rest_transport("crm", sources.crm, transports.get("crm"), clock),
+                    phone_region=settings.phone_region, cache=cache)
+    supplier = SupplierSource(rest_transport("supplier", sources.supplier, transports.get("supplier"), clock),
+                              cache=cache)
+    logistics = LogisticsSource(rest_transport("logistics", sources.logistics, transports.get("logistics"), clock),
                                 cache=cache)
     links = SqlLinkStore(db)
     crosswalk = Crosswalk(crm, erp, links, refresh_seconds=settings.crosswalk.refresh_seconds)

@@ -52,6 +52,20 @@ class BasicAuth(_Strict):
 RestAuth = Annotated[OAuth2ClientCredentialsAuth | ApiKeyAuth | BasicAuth, Field(discriminator="kind")]
 
 
+class ResilienceSettings(_Strict):
+    """How the gateway treats one source when it is slow or failing (docs/architecture.md, "Resilience")."""
+
+    retries: int = Field(2, ge=0, le=10, description="extra attempts for idempotent reads")
+    backoff_base_s: float = Field(0.05, ge=0, le=10)
+    backoff_max_s: float = Field(1.0, ge=0, le=60)
+    retry_budget: float = Field(0.2, ge=0, le=1, description="retries may add at most this share of calls")
+    breaker_failures: int = Field(5, ge=1, description="failures in a row that open the circuit")
+    breaker_error_rate: float = Field(0.5, gt=0, le=1, description="error rate over the window that opens it")
+    breaker_window: int = Field(20, ge=2)
+    breaker_open_s: float = Field(5.0, gt=0, description="then one probe at a time is let through")
+    max_concurrent: int = Field(32, ge=1, le=1000, description="bulkhead: calls in flight at most")
+
+
 class SqlSourceSettings(_Strict):
     """A SQL source (the ERP)."""
 
@@ -59,6 +73,7 @@ class SqlSourceSettings(_Strict):
     timeout_s: float = Field(2.0, gt=0, le=120)
     pool_size: int = Field(10, ge=1, le=200)
     currency: str = Field("USD", min_length=3, max_length=3, description="currency of amounts without one")
+    resilience: ResilienceSettings = ResilienceSettings()
 
     @field_validator("url")
     @classmethod
@@ -77,6 +92,7 @@ class RestSourceSettings(_Strict):
     max_connections: int = Field(100, ge=1, le=1000)
     max_response_mb: float = Field(16, gt=0, le=512)
     auth: RestAuth | None = None
+    resilience: ResilienceSettings = ResilienceSettings()
 
     @field_validator("base_url")
     @classmethod

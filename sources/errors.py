@@ -22,6 +22,10 @@ class SourceError(Exception):
 class SourceUnavailable(SourceError):
     code = "SOURCE_UNAVAILABLE"
 
+    def __init__(self, source: str, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(source, message)
+        self.retry_after_s = retry_after_s  # what the upstream asked for (429, 503), if anything
+
 
 class SourceTimeout(SourceError):
     code = "SOURCE_TIMEOUT"

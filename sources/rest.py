@@ -13,6 +13,7 @@ import orjson
 
 from sources.base import Health, SourceCall, ms_since, record_call
 from sources.errors import SourceError, SourceTimeout, SourceUnavailable, UpstreamBadResponse, UpstreamRejected
+from sources.resilience import Resilience, ResiliencePolicy
 
 Params = Mapping[str, str | int | float | None]
 
@@ -23,6 +24,12 @@ def items_under(body: Any, key: str, source: str) -> list[Any]:
     if not isinstance(items, list):
         raise UpstreamBadResponse(source, f"expected a list under {key!r}")
     return items
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (the delta form; an HTTP date is rare from APIs and treated as absent)."""
+    raw = response.headers.get("Retry-After", "").strip()
+    return float(raw) if raw.isdigit() else None
 
 
 def _reason(response: httpx.Response) -> str:
@@ -113,8 +120,9 @@ class RestTransport:
 
     def __init__(self, name: str, base_url: str, *, timeout_s: float, auth: httpx.Auth | None = None,
                  max_connections: int = 100, transport: httpx.AsyncBaseTransport | None = None,
-                 max_response_bytes: int = 16 * 1024 * 1024) -> None:
+                 max_response_bytes: int = 16 * 1024 * 1024, resilience: Resilience | None = None) -> None:
         self.name = name
+        self.resilience = resilience or Resilience(name, ResiliencePolicy(retries=0), timeout_s)
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
         self.client = httpx.AsyncClient(
@@ -125,7 +133,12 @@ class RestTransport:
 
     async def get_json(self, operation: str, path: str, params: Params | None = None, *,
                        keys: int = 0, not_found_ok: bool = False) -> Any:
-        """The decoded JSON body of a GET; None for a 404 when `not_found_ok`."""
+        """The decoded JSON body of a GET (retried as the source's policy says); None for a 404 when asked."""
+        return await self.resilience.call(
+            operation, lambda: self._get_once(operation, path, params, keys, not_found_ok), idempotent=True)
+
+    async def _get_once(self, operation: str, path: str, params: Params | None, keys: int,
+                        not_found_ok: bool) -> Any:
         async with self._call(operation, keys):
             response = await self.client.get(path, params={k: v for k, v in (params or {}).items() if v is not None})
             if response.status_code == 404 and not_found_ok:
@@ -138,6 +151,11 @@ class RestTransport:
     async def send_json(self, operation: str, method: str, path: str, body: Any, *,
                         idempotency_key: str | None = None) -> Any:
         """A write. Never retried here: only the caller knows whether repeating it is safe."""
+        return await self.resilience.call(
+            operation, lambda: self._send_once(operation, method, path, body, idempotency_key), idempotent=False)
+
+    async def _send_once(self, operation: str, method: str, path: str, body: Any,
+                         idempotency_key: str | None) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         async with self._call(operation, 1):
             response = await self.client.request(method, path, content=orjson.dumps(body),
@@ -180,9 +198,9 @@ class RestTransport:
         code = response.status_code
         if 200 <= code < 300:
             return
-        if code == 429:
-            raise SourceUnavailable(self.name, f"{operation}: rate limited (Retry-After "
-                                               f"{response.headers.get('Retry-After', '?')})")
+        if code in (429, 503):
+            raise SourceUnavailable(self.name, f"{operation}: upstream answered {code}",
+                                    retry_after_s=_retry_after(response))
         if code in (401, 403):
             raise SourceUnavailable(self.name, f"{operation}: upstream refused the gateway's credentials")
         if code >= 500:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sources.base import Health, SourceCall, ms_since, record_call
 from sources.errors import SourceTimeout, SourceUnavailable
+from sources.resilience import Resilience, ResiliencePolicy
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -43,13 +44,18 @@ class SqlTransport:
     """Runs read statements for one source: one pooled engine, a deadline per statement."""
 
     def __init__(self, name: str, url: str, *, timeout_s: float, pool_size: int = 10,
-                 engine: AsyncEngine | None = None) -> None:
+                 engine: AsyncEngine | None = None, resilience: Resilience | None = None) -> None:
         self.name = name
         self.timeout_s = timeout_s
+        self.resilience = resilience or Resilience(name, ResiliencePolicy(retries=0), timeout_s)
         self.engine = engine or make_engine(url, pool_size=pool_size)
 
     async def rows(self, operation: str, statement: Executable, *, keys: int = 0) -> Sequence[dict[str, Any]]:
-        """All rows of a statement as plain dicts (cacheable, and free of driver types)."""
+        """All rows of a statement as plain dicts (cacheable, and free of driver types); reads are retried."""
+        return await self.resilience.call(operation, lambda: self._rows_once(operation, statement, keys),
+                                          idempotent=True)
+
+    async def _rows_once(self, operation: str, statement: Executable, keys: int) -> Sequence[dict[str, Any]]:
         started = time.perf_counter()
         status = "ok"
         try:

@@ -113,7 +113,12 @@ def test_roles() -> dict[str, list[str]]:
 
 def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict[str, Any] | None = None,
                  auth: dict[str, Any] | None = None, cache: dict[str, Any] | None = None,
-                 audit: dict[str, Any] | None = None, **server: Any) -> Settings:
+                 audit: dict[str, Any] | None = None, resilience: dict[str, Any] | None = None,
+                 **server: Any) -> Settings:
+    # Tests share gateways: unless a test asks for a policy, no retries and a breaker that never opens,
+    # so one test's faults cannot leak into the next one's answers.
+    policy = resilience if resilience is not None else {"retries": 0, "breaker_failures": 1000,
+                                                        "breaker_error_rate": 1.0}
     return Settings(
         database_url=f"sqlite+aiosqlite:///{db_path}",
         server={"expose_upstream_calls": True, **server},
@@ -123,13 +128,13 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict
         cache={"enabled": cache is not None, **(cache or {})},
         audit={"window_ms": 1, **(audit or {})},
         sources={
-            "erp": {"url": erp_url},
-            "crm": {"base_url": "http://crm.test", "auth": {
+            "erp": {"url": erp_url, "resilience": policy},
+            "crm": {"base_url": "http://crm.test", "resilience": policy, "auth": {
                 "kind": "oauth2_client_credentials", "client_id": secrets.crm_client_id,
                 "client_secret": secrets.crm_client_secret}},
-            "supplier": {"base_url": "http://supplier.test", "auth": {
+            "supplier": {"base_url": "http://supplier.test", "resilience": policy, "auth": {
                 "kind": "api_key", "header": "X-Api-Key", "key": secrets.supplier_api_key}},
-            "logistics": {"base_url": "http://logistics.test", "auth": {
+            "logistics": {"base_url": "http://logistics.test", "resilience": policy, "auth": {
                 "kind": "basic", "username": secrets.logistics_user, "password": secrets.logistics_password}},
         },
     )
@@ -139,7 +144,8 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict
 async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets: DemoSecrets | None = None,
                           limits: dict[str, Any] | None = None, auth: dict[str, Any] | None = None,
                           cache: dict[str, Any] | None = None, audit: dict[str, Any] | None = None,
-                          clock: Callable[[], float] = time.time,
+                          resilience: dict[str, Any] | None = None, clock: Callable[[], float] = time.time,
+                          monotonic: Callable[[], float] = time.monotonic,
                           **server: Any) -> AsyncIterator[Harness]:
     secrets = secrets or DemoSecrets.generate()
     faults = {name: Faults() for name in ("crm", "supplier", "logistics")}
@@ -153,8 +159,8 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets:
                                                      password=secrets.logistics_password,
                                                      admin_key=secrets.admin_key, faults=faults["logistics"])),
     }
-    settings = settings_for(erp_url, db_path, secrets, limits, auth, cache, audit, **server)
-    app = build_app(settings, transports=upstream, warm=False, clock=clock)
+    settings = settings_for(erp_url, db_path, secrets, limits, auth, cache, audit, resilience, **server)
+    app = build_app(settings, transports=upstream, warm=False, clock=clock, monotonic=monotonic)
     async with app.router.lifespan_context(app):
         services = app.state.services
         for crm_id, erp_number in world.manual_links:
