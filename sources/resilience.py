@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sources.base import SourceCall, record_call
 from sources.errors import SourceError, SourceTimeout, SourceUnavailable
@@ -123,15 +123,31 @@ class Resilience:
         self.budget = RetryBudget(policy.retry_budget)
         self.bulkhead = asyncio.Semaphore(policy.max_concurrent)
         self.retries = 0
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     async def call(self, operation: str, attempt: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
         deadline = time.monotonic() + self.timeout_s
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                async with self.bulkhead:
-                    return await self._attempts(operation, attempt, idempotent, deadline)
-        except TimeoutError as exc:
-            raise SourceTimeout(self.source, f"{operation} exceeded {self.timeout_s}s") from exc
+
+        async def guarded() -> T:
+            async with self.bulkhead:
+                return await self._attempts(operation, attempt, idempotent, deadline)
+
+        task = asyncio.ensure_future(guarded())
+        done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        if not done:
+            # Answer at the deadline. A cancelled driver call may need the server's reply to clean up
+            # (a database connection being reset); that happens in the background, not on our time.
+            task.cancel()
+            self._abandoned.add(task)
+            task.add_done_callback(self._forget)
+            self.breaker.record(False)
+            raise SourceTimeout(self.source, f"{operation} exceeded {self.timeout_s}s")
+        return task.result()
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so it is not reported as lost
 
     async def _attempts(self, operation: str, attempt: Callable[[], Awaitable[T]], idempotent: bool,
                         deadline: float) -> T:
