@@ -154,3 +154,26 @@ async def test_slow_erp_does_not_delay_crm_only_queries(slow_erp: tuple[Harness,
     assert "errors" not in fast and len(fast["data"]["customers"]["edges"]) == 3
     assert elapsed < 0.25, elapsed
     await slow
+
+
+async def test_the_sample_crm_429_is_waited_out(world: World) -> None:
+    """The sample CRM's own rate limit: over it, 429 with Retry-After; the gateway waits and retries."""
+    from demo.crm.app import create_app as crm_app
+    from sources.crm import CrmSource
+    from sources.rest import OAuth2ClientCredentials
+    from tests.integration.gateway_harness import CountingTransport
+
+    upstream = CountingTransport(crm_app(world, client_id="gw", client_secret="s3cret", admin_key="a",
+                                         rate_per_second=2, burst=1))
+    transport = RestTransport("crm", "http://crm", timeout_s=5, transport=upstream,
+                              auth=OAuth2ClientCredentials("crm", "/oauth/token", "gw", "s3cret"),
+                              resilience=Resilience("crm", ResiliencePolicy(retries=2), timeout_s=5))
+    crm = CrmSource(transport)
+    ids = [c.crm_id for c in world.customers[:2]]
+    await crm.customers(ids[:1])
+    started = time.perf_counter()
+    found = await crm.customers(ids[1:])  # the bucket is empty: 429, Retry-After 1, then success
+    assert list(found) == ids[1:]
+    assert time.perf_counter() - started >= 1.0
+    assert upstream.paths["/api/v1/customers"] == 3 and transport.resilience.retries == 1
+    await transport.aclose()
