@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+import structlog
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sources.crm import CrmSource
 from sources.erp import ErpSource
+from sources.errors import SourceError
 
 VERIFY_CHUNK = 1000
+RETRY_BUILD_S = 10.0  # after a failed first build, how long to answer without links before trying again
+log = structlog.get_logger("sources.crosswalk")
 
 
 class LinkMethod(enum.Enum):
@@ -113,6 +117,7 @@ class SqlLinkStore:
 
 
 _RANK = {LinkMethod.MANUAL: 0, LinkMethod.EXACT: 1, LinkMethod.NORMALISED: 2}
+EMPTY_INDEX = CrosswalkIndex({}, {}, (), built_at=0.0)
 
 
 class Crosswalk:
@@ -124,6 +129,7 @@ class Crosswalk:
         self.links = links
         self.refresh_seconds = refresh_seconds
         self._index: CrosswalkIndex | None = None
+        self._retry_after = 0.0
         self._building: asyncio.Task[CrosswalkIndex] | None = None
 
     async def index(self) -> CrosswalkIndex:
@@ -133,8 +139,17 @@ class Crosswalk:
             if time.monotonic() - current.built_at > self.refresh_seconds and self._building is None:
                 self._start_build()
             return current
+        if time.monotonic() < self._retry_after:
+            return EMPTY_INDEX
         task = self._building or self._start_build()
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except SourceError as exc:
+            # Without the CRM there are no links yet: answer ERP-only customers rather than nothing,
+            # and try again a little later instead of on every request.
+            self._retry_after = time.monotonic() + RETRY_BUILD_S
+            log.warning("crosswalk_unavailable", source=exc.source, code=exc.code)
+            return EMPTY_INDEX
 
     def _start_build(self) -> asyncio.Task[CrosswalkIndex]:
         task = asyncio.get_running_loop().create_task(self.build())

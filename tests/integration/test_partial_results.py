@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
+from demo.crm.app import create_app as crm_app
+from demo.faults import Faults
 from demo.world import World
+from gateway.app import build_app
 from tests.integration.expected import linked_customer
 from tests.integration.gateway_harness import Harness
+from tests.tokens import make_jwt
 
 QUERY = """query($n: String!) { customer(number: $n) {
   name email creditLimit { amount } orders(first: 2) { edges { node { number shipments { status } } } }
@@ -44,3 +50,24 @@ async def test_garbage_from_logistics_is_an_upstream_bad_response(broken: Harnes
     assert [e["node"]["shipments"] for e in edges] == [None, None]
     assert {e["extensions"]["code"] for e in body["errors"]} == {"UPSTREAM_BAD_RESPONSE"}
     assert body["data"]["customer"]["email"] == c.email.lower()
+
+
+async def test_crm_down_from_the_start_still_serves_erp_customers(world: World, erp_sqlite_url: str,
+                                                                  tmp_path: Path) -> None:
+    """No crosswalk can be built without the CRM: customers are then served from the ERP alone."""
+    from demo.secrets import DemoSecrets
+    from tests.integration.gateway_harness import settings_for
+
+    c = linked_customer(world, min_orders=2)
+    secrets = DemoSecrets.generate()
+    crm = crm_app(world, client_id=secrets.crm_client_id, client_secret=secrets.crm_client_secret,
+                  admin_key=secrets.admin_key, faults=Faults(outage=True))
+    app = build_app(settings_for(erp_sqlite_url, tmp_path / "g.db", secrets), warm=False,
+                    transports={"crm": httpx.ASGITransport(app=crm)})
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://g",
+            headers={"authorization": "Bearer " + make_jwt(secrets.jwt_secret, roles=["admin"])}) as client:
+        body = (await client.post("/graphql", json={"query": QUERY, "variables": {"n": c.erp_number}})).json()
+    customer = body["data"]["customer"]
+    assert customer["name"] == c.name and customer["creditLimit"] is not None
+    assert len(customer["orders"]["edges"]) == 2
