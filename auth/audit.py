@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -47,7 +47,11 @@ class AuditRecord:
     stale_sources: tuple[str, ...] = field(default=())
 
     def canonical(self) -> bytes:
-        return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
+        """JSON of every field in declaration order (orjson serialises the dataclass itself, without copies).
+
+        The chain covers these exact bytes, which are stored as they are; verification never re-serialises.
+        """
+        return orjson.dumps(self)
 
     @classmethod
     def from_canonical(cls, raw: bytes | str) -> AuditRecord:
