@@ -18,7 +18,7 @@ import orjson
 import structlog
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.audit import GENESIS, AuditRecord, chain_hash
 
@@ -75,6 +75,7 @@ class SqlAuditSink:
         self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
 
     async def start(self) -> None:
         await self.replay_spool()
@@ -115,8 +116,13 @@ class SqlAuditSink:
                 await self.replay_spool()
             if self._spooled():
                 raise AuditUnavailable("the database is still unreachable")  # keep spooling until replayed
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(audit_events), [row.values() for row in rows])
+            conn = await self._connection()
+            try:
+                async with conn.begin():
+                    await conn.execute(insert(audit_events), [row.values() for row in rows])
+            except (SQLAlchemyError, OSError):
+                await self._drop_connection()
+                raise
         except (SQLAlchemyError, OSError, AuditUnavailable) as exc:
             error = exc
         if error is not None and self.spool is not None:
@@ -135,6 +141,20 @@ class SqlAuditSink:
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+    async def _connection(self) -> AsyncConnection:
+        """The sink's own connection: one writer needs one, and keeping it saves a checkout per commit."""
+        if self._conn is None:
+            self._conn = await self.engine.connect()
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except (SQLAlchemyError, OSError):
+                log.warning("audit_connection_close_failed")
 
     def _spooled(self) -> bool:
         return self.spool is not None and self.spool.exists() and self.spool.stat().st_size > 0
@@ -172,3 +192,4 @@ class SqlAuditSink:
             await self._commit(batch)
         if self._task is not None:
             self._task.cancel()
+        await self._drop_connection()
