@@ -320,6 +320,7 @@ class GraphQLEndpoint:
             extensions["upstreamCalls"] = [
                 {"source": c.source, "operation": c.operation, "status": c.status, "ms": round(c.ms, 2),
                  "keys": c.keys} for c in context.calls.calls]
+            extensions["upstreamMs"] = round(context.calls.upstream_ms(), 2)
         if extensions:
             body["extensions"] = extensions
         return body

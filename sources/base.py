@@ -75,6 +75,7 @@ class SourceCall:
     ms: float
     keys: int = 0
     cache: str = "none"  # none | hit | miss | stale
+    ended: float = field(default_factory=time.perf_counter)  # perf_counter() when the call ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,21 @@ class CallLog:
 
     calls: list[SourceCall] = field(default_factory=list)
     cache: list[CacheEvent] = field(default_factory=list)
+
+    def upstream_ms(self) -> float:
+        """Wall time with at least one upstream call in flight: the floor under the request's latency."""
+        spans = sorted((c.ended - c.ms / 1000, c.ended) for c in self.calls)
+        total, current_start, current_end = 0.0, None, None
+        for start, end in spans:
+            if current_end is None or start > current_end:
+                if current_end is not None and current_start is not None:
+                    total += current_end - current_start
+                current_start, current_end = start, end
+            else:
+                current_end = max(current_end, end)
+        if current_end is not None and current_start is not None:
+            total += current_end - current_start
+        return total * 1000
 
     def stale_sources(self) -> dict[str, float]:
         """Source -> age in seconds of the oldest stale answer served from it."""
