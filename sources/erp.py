@@ -293,7 +293,7 @@ class ErpSource:
     async def customers(self, numbers: Sequence[str], _: None = None) -> dict[str, ErpCustomer]:
         async def fetch(wanted: list[str]) -> dict[str, dict[str, Any]]:
             stmt = select(*_cols(CUSMAS, self.customer_map)).where(
-                CUSMAS.c.CMCUNO.in_([customer_key(n) for n in wanted]))
+                self.transport.key_in(CUSMAS.c.CMCUNO, [customer_key(n) for n in wanted]))
             rows = await self.transport.rows("customers", stmt, keys=len(wanted))
             return {str(r["CMCUNO"]).strip(): r for r in rows}
 
@@ -302,7 +302,7 @@ class ErpSource:
 
     async def orders(self, numbers: Sequence[int], _: None = None) -> dict[int, ErpOrder]:
         async def fetch(wanted: list[int]) -> dict[int, dict[str, Any]]:
-            stmt = select(*_cols(ORDHDR, ORDER_MAP)).where(ORDHDR.c.OHORNO.in_(wanted))
+            stmt = select(*_cols(ORDHDR, ORDER_MAP)).where(self.transport.key_in(ORDHDR.c.OHORNO, wanted))
             rows = await self.transport.rows("orders", stmt, keys=len(wanted))
             return {int(r["OHORNO"]): r for r in rows}
 
@@ -327,8 +327,8 @@ class ErpSource:
         async def fetch(wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
             rank = func.row_number().over(partition_by=ORDHDR.c.OHCUNO,
                                           order_by=(ORDHDR.c.OHORDT.desc(), ORDHDR.c.OHORNO.desc())).label("_rank")
-            inner = (select(*_cols(ORDHDR, ORDER_MAP), rank)
-                     .where(ORDHDR.c.OHCUNO.in_([customer_key(n) for n in wanted]), *where).subquery())
+            customers = self.transport.key_in(ORDHDR.c.OHCUNO, [customer_key(n) for n in wanted])
+            inner = select(*_cols(ORDHDR, ORDER_MAP), rank).where(customers, *where).subquery()
             stmt = (select(*(inner.c[n] for n in ORDER_MAP.raw_names)).where(inner.c._rank <= query.first + 1)
                     .order_by(inner.c.OHCUNO, inner.c.OHORDT.desc(), inner.c.OHORNO.desc()))
             rows = await self.transport.rows("orders_of_customers", stmt, keys=len(wanted))
@@ -349,7 +349,7 @@ class ErpSource:
         async def fetch(wanted: list[int]) -> dict[int, list[dict[str, Any]]]:
             stmt = (select(*(ORDDTL.c[n] for n in LINE_MAP.raw_names if n != "OHCURR"), ORDHDR.c.OHCURR)
                     .join_from(ORDDTL, ORDHDR, ORDDTL.c.ODORNO == ORDHDR.c.OHORNO)
-                    .where(ORDDTL.c.ODORNO.in_(wanted)).order_by(ORDDTL.c.ODORNO, ORDDTL.c.ODLINE))
+                    .where(self.transport.key_in(ORDDTL.c.ODORNO, wanted)).order_by(ORDDTL.c.ODORNO, ORDDTL.c.ODLINE))
             rows = await self.transport.rows("lines_of_orders", stmt, keys=len(wanted))
             return _group(rows, wanted, lambda r: int(r["ODORNO"]))
 
@@ -358,7 +358,8 @@ class ErpSource:
 
     async def items(self, numbers: Sequence[str], _: None = None) -> dict[str, ErpItem]:
         async def fetch(wanted: list[str]) -> dict[str, dict[str, Any]]:
-            stmt = select(*_cols(ITMMAS, self.item_map)).where(ITMMAS.c.IMITNO.in_([item_key(n) for n in wanted]))
+            stmt = select(*_cols(ITMMAS, self.item_map)).where(
+                self.transport.key_in(ITMMAS.c.IMITNO, [item_key(n) for n in wanted]))
             rows = await self.transport.rows("items", stmt, keys=len(wanted))
             return {str(r["IMITNO"]).strip(): r for r in rows}
 
@@ -387,7 +388,8 @@ class ErpSource:
 
     async def stock_of_items(self, numbers: Sequence[str], _: None = None) -> dict[str, tuple[ErpStock, ...]]:
         async def fetch(wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
-            stmt = (select(*_cols(ITMBAL, STOCK_MAP)).where(ITMBAL.c.IBITNO.in_([item_key(n) for n in wanted]))
+            stmt = (select(*_cols(ITMBAL, STOCK_MAP))
+                    .where(self.transport.key_in(ITMBAL.c.IBITNO, [item_key(n) for n in wanted]))
                     .order_by(ITMBAL.c.IBITNO, ITMBAL.c.IBWHSE))
             rows = await self.transport.rows("stock_of_items", stmt, keys=len(wanted))
             return _group(rows, wanted, lambda r: str(r["IBITNO"]).strip())
