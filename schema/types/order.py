@@ -30,23 +30,17 @@ PartnerRef = Annotated["Partner", strawberry.lazy("schema.types.partner")]
 @strawberry.type(description="One line of an order.")
 class OrderLine:
     record: strawberry.Private[ErpOrderLine]
+    line_number: int
+    quantity: int
+    unit_price: Money
+    amount: Money = strawberry.field(description="Quantity times unit price.")
 
-    @strawberry.field
-    def line_number(self) -> int:
-        return self.record.line
-
-    @strawberry.field
-    def quantity(self) -> int:
-        return self.record.quantity
-
-    @strawberry.field
-    def unit_price(self) -> Money:
-        return Money(amount=self.record.unit_price.amount, currency=self.record.unit_price.currency)
-
-    @strawberry.field(description="Quantity times unit price.")
-    def amount(self) -> Money:
-        price = self.record.unit_price
-        return Money(amount=price.amount * self.record.quantity, currency=price.currency)
+    @classmethod
+    def of(cls, r: ErpOrderLine) -> OrderLine:
+        price = r.unit_price
+        return cls(record=r, line_number=r.line, quantity=r.quantity,
+                   unit_price=Money(amount=price.amount, currency=price.currency),
+                   amount=Money(amount=price.amount * r.quantity, currency=price.currency))
 
     @strawberry.field
     async def product(self, info: GatewayInfo) -> ProductRef | None:
@@ -59,26 +53,16 @@ class OrderLine:
 class Order(relay.Node):
     key: relay.NodeID[str]
     record: strawberry.Private[ErpOrder]
+    number: str
+    status: OrderStatus
+    placed_at: datetime.date = strawberry.field(description="The day the order was placed.")
+    total: Money
 
     @classmethod
     def of(cls, record: ErpOrder) -> Order:
-        return cls(key=str(record.number), record=record)
-
-    @strawberry.field
-    def number(self) -> str:
-        return str(self.record.number)
-
-    @strawberry.field
-    def status(self) -> OrderStatus:
-        return self.record.status
-
-    @strawberry.field(description="The day the order was placed.")
-    def placed_at(self) -> datetime.date:
-        return self.record.placed
-
-    @strawberry.field
-    def total(self) -> Money:
-        return Money(amount=self.record.total.amount, currency=self.record.total.currency)
+        return cls(key=str(record.number), record=record, number=str(record.number), status=record.status,
+                   placed_at=record.placed,
+                   total=Money(amount=record.total.amount, currency=record.total.currency))
 
     @strawberry.field
     async def customer(self, info: GatewayInfo) -> CustomerRef | None:
@@ -89,7 +73,7 @@ class Order(relay.Node):
     async def lines(self, info: GatewayInfo) -> list[OrderLine] | None:
         ctx = info.context
         lines = await ctx.loaders.load(ctx.services.erp.lines_of_orders, self.record.number)
-        return [OrderLine(record=line) for line in lines or ()]
+        return [OrderLine.of(line) for line in lines or ()]
 
     @strawberry.field(description="The warehouse that ships the order.")
     async def warehouse(self, info: GatewayInfo) -> WarehouseRef | None:

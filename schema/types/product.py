@@ -16,7 +16,7 @@ from resolvers.permissions import (
     visible_offers,
     visible_purchase_orders,
 )
-from schema.types.common import GatewayInfo, Money, load_node, load_nodes
+from schema.types.common import GatewayInfo, Money, load_node, load_nodes, selects
 from sources.erp import ErpItem, ErpStock, ErpWarehouse
 from sources.partners import SupplierOffer as OfferRecord
 
@@ -48,23 +48,16 @@ class Warehouse(relay.Node):
 
 @strawberry.type(description="Stock of one product in one warehouse.")
 class StockLevel:
-    record: strawberry.Private[ErpStock]
+    # Plain fields, filled when the level is made: strawberry resolves them without a resolver call each.
+    warehouse: Warehouse | None
+    on_hand: int = strawberry.field(description="Physically in the warehouse.")
+    allocated: int = strawberry.field(description="Promised to open orders.")
+    available: int = strawberry.field(description="On hand minus allocated: what can still be sold.")
 
-    @strawberry.field
-    async def warehouse(self, info: GatewayInfo) -> Warehouse | None:
-        return await load_node(info, info.context.services.erp.warehouses, self.record.warehouse, Warehouse.of)
-
-    @strawberry.field(description="Physically in the warehouse.")
-    def on_hand(self) -> int:
-        return self.record.on_hand
-
-    @strawberry.field(description="Promised to open orders.")
-    def allocated(self) -> int:
-        return self.record.allocated
-
-    @strawberry.field(description="On hand minus allocated: what can still be sold.")
-    def available(self) -> int:
-        return max(self.record.on_hand - self.record.allocated, 0)
+    @classmethod
+    def of(cls, r: ErpStock, warehouse: Warehouse | None) -> StockLevel:
+        return cls(warehouse=warehouse, on_hand=r.on_hand, allocated=r.allocated,
+                   available=max(r.on_hand - r.allocated, 0))
 
 
 @strawberry.type(description="A supplier's current offer for a product.")
@@ -102,6 +95,10 @@ class SupplierOffer:
 class Product(relay.Node):
     key: relay.NodeID[str]
     record: strawberry.Private[ErpItem]
+    sku: str
+    name: str
+    unit_of_measure: str
+    list_price: Money
 
     @classmethod
     async def load(cls, info: GatewayInfo, sku: str) -> Product | None:
@@ -109,23 +106,8 @@ class Product(relay.Node):
 
     @classmethod
     def of(cls, item: ErpItem) -> Product:
-        return cls(key=item.number, record=item)
-
-    @strawberry.field
-    def sku(self) -> str:
-        return self.record.number
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.record.description
-
-    @strawberry.field
-    def unit_of_measure(self) -> str:
-        return self.record.uom
-
-    @strawberry.field
-    def list_price(self) -> Money:
-        return Money(amount=self.record.list_price.amount, currency=self.record.list_price.currency)
+        return cls(key=item.number, record=item, sku=item.number, name=item.description, unit_of_measure=item.uom,
+                   list_price=Money(amount=item.list_price.amount, currency=item.list_price.currency))
 
     @strawberry.field(description="Stock per warehouse.")
     async def stock(self, info: GatewayInfo) -> list[StockLevel] | None:
@@ -134,8 +116,13 @@ class Product(relay.Node):
             offers = await ctx.loaders.load(ctx.services.supplier.offers_for_items, self.record.number)
             if not may_see_stock(ctx.principal, self.record.main_vendor, offers or ()):
                 raise forbidden("Partners see stock only of the items they supply")
-        found = await ctx.loaders.load(ctx.services.erp.stock_of_items, self.record.number)
-        return [StockLevel(record=s) for s in found or ()]
+        found = await ctx.loaders.load(ctx.services.erp.stock_of_items, self.record.number) or ()
+        warehouses: dict[str, Warehouse] = {}
+        if found and selects(info, "warehouse"):  # loaded with the levels: one await per product, not per level
+            codes = sorted({s.warehouse for s in found})
+            records = await ctx.loaders.load_many(ctx.services.erp.warehouses, codes)
+            warehouses = {code: Warehouse.of(r) for code, r in zip(codes, records, strict=True) if r is not None}
+        return [StockLevel.of(s, warehouses.get(s.warehouse)) for s in found]
 
     @strawberry.field(description="The main supplier in the item master.")
     async def main_supplier(self, info: GatewayInfo) -> PartnerRef | None:
