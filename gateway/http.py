@@ -319,7 +319,7 @@ class GraphQLEndpoint:
         if self.settings.server.expose_upstream_calls and context.principal.internal:
             extensions["upstreamCalls"] = [
                 {"source": c.source, "operation": c.operation, "status": c.status, "ms": round(c.ms, 2),
-                 "keys": c.keys} for c in context.calls.calls]
+                 "startMs": round(context.calls.start_ms(c), 2), "keys": c.keys} for c in context.calls.calls]
             extensions["upstreamMs"] = round(context.calls.upstream_ms(), 2)
         if extensions:
             body["extensions"] = extensions

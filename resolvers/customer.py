@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from graphql import FieldNode
+
+from resolvers.prefetch import arguments, may_resolve, selection, selects
+from resolvers.prefetch import prefetch as prefetch_load
 from sources.crm import CrmCustomer, CustomerQuery
 from sources.crosswalk import CrosswalkIndex
 from sources.erp import ErpCustomer
@@ -58,6 +62,53 @@ async def by_keys(info: GatewayInfo, keys: Iterable[str]) -> list[Customer | Non
         else:
             out.append(from_erp_number(index, key) if key in found_erp else None)
     return out
+
+
+#: Customer fields answered from the CRM record.
+CRM_FIELDS = ("name", "email", "phone", "contactName", "segment", "accountManager")
+
+
+def _first_only(info: GatewayInfo, node: FieldNode, default: int) -> int | None:
+    """`first` of a selected page whose only argument it is (anything else: no look-ahead), if valid."""
+    args = arguments(info, node)
+    first = args.pop("first", default)
+    if args or not isinstance(first, int) or not 1 <= first <= info.context.services.max_page_size:
+        return None
+    return first
+
+
+async def prefetch(info: GatewayInfo, key: str) -> None:
+    """Start, with the customer's own lookup, the loads its selected fields will make (resolvers.prefetch).
+
+    The customer's ERP record, its CRM record, its orders and its interactions all hang off the key and
+    the crosswalk, so they are read in one wave instead of two.
+    """
+    from sources.crm import InteractionQuery
+    from sources.erp import OrderQuery
+
+    ctx = info.context
+    services = ctx.services
+    index = await services.crosswalk.index()
+    erp_number: str | None
+    crm_id: str | None
+    if key.startswith(CRM_PREFIX):
+        link = index.by_crm.get(key[len(CRM_PREFIX):])
+        erp_number, crm_id = (link.erp_number if link else None), key[len(CRM_PREFIX):]
+    else:
+        link = index.by_erp.get(key)
+        erp_number, crm_id = key, (link.crm_id if link else None)
+    if erp_number is not None and (orders := selection(info, "orders")) and may_resolve(info, "Customer.orders"):
+        first = _first_only(info, orders, 10)
+        if first is not None:
+            prefetch_load(info, services.erp.orders_of_customers, erp_number, OrderQuery(first=first))
+    if crm_id is None:
+        return
+    if any(selects(info, name) and may_resolve(info, f"Customer.{name}") for name in CRM_FIELDS):
+        prefetch_load(info, services.crm.customers, crm_id)
+    if (interactions := selection(info, "interactions")) and may_resolve(info, "Customer.interactions"):
+        first = _first_only(info, interactions, 10)
+        if first is not None:
+            prefetch_load(info, services.crm.interactions_of, crm_id, InteractionQuery(first=first))
 
 
 async def crm_record(info: GatewayInfo, customer: Customer) -> CrmCustomer | None:

@@ -83,6 +83,7 @@ class Query:
         if (id is None) == (number is None):
             raise bad_input("give exactly one of `id` and `number`")
         key = _customer_key(id) if id is not None else str(number).strip()
+        await customers.prefetch(info, key)
         return (await customers.by_keys(info, [key]))[0]
 
     @strawberry.field(description="Customers from the CRM, by name.")
@@ -112,6 +113,7 @@ class Query:
 
     @strawberry.field(description="A product by SKU.")
     async def product(self, info: GatewayInfo, sku: str) -> Product | None:
+        Product.prefetch(info, sku.strip())
         return await Product.load(info, sku.strip())
 
     @strawberry.field(description="Products, in SKU order.")

@@ -95,6 +95,11 @@ class CallLog:
 
     calls: list[SourceCall] = field(default_factory=list)
     cache: list[CacheEvent] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)  # perf_counter() when the request began
+
+    def start_ms(self, call: SourceCall) -> float:
+        """When `call` started, in ms since the request began (the waterfall of a request's calls)."""
+        return (call.ended - call.ms / 1000 - self.started) * 1000
 
     def upstream_ms(self) -> float:
         """Wall time with at least one upstream call in flight: the floor under the request's latency."""

@@ -402,6 +402,11 @@ class ErpSource:
         rows = await self._reference("warehouses", WHSMAS, WHSMAS.c.WHWHSE, WAREHOUSE_MAP, codes)
         return {w.code: w for w in (self._map(WAREHOUSE_MAP, r) for r in rows)}
 
+    async def warehouse_table(self, keys: Sequence[str], _: None = None) -> dict[str, dict[str, ErpWarehouse]]:
+        """All warehouses by code, under each loader key asked for (one read however many levels need them)."""
+        table = await self.warehouses(None)
+        return {k: table for k in keys}
+
     async def vendors(self, numbers: Sequence[str] | None = None, _: None = None) -> dict[str, ErpVendor]:
         """Vendors (the ERP's view of partners) by number; all of them when `numbers` is None."""
         rows = await self._reference("vendors", VENMAS, VENMAS.c.VNVNNO, VENDOR_MAP, numbers)

@@ -63,21 +63,6 @@ async def load_node(info: GatewayInfo, fn: BatchFn[K, None, R], key: K, make: Ca
     return (await load_nodes(info, fn, [key], make))[0]
 
 
-def selects(info: GatewayInfo, name: str) -> bool:
-    """Whether the current field's selection asks for subfield `name` (directly or through fragments)."""
-    from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
-
-    def walk(selections: Iterable[Any]) -> bool:
-        for sel in selections:
-            if isinstance(sel, SelectedField) and sel.name == name:
-                return True
-            if isinstance(sel, FragmentSpread | InlineFragment) and walk(sel.selections):
-                return True
-        return False
-
-    return any(walk(field.selections) for field in info.selected_fields)
-
-
 def bad_input(message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
 

@@ -46,6 +46,7 @@ class OrderLine:
     async def product(self, info: GatewayInfo) -> ProductRef | None:
         from schema.types.product import Product
 
+        Product.prefetch(info, self.record.item)
         return await Product.load(info, self.record.item)
 
 

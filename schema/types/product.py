@@ -16,13 +16,15 @@ from resolvers.permissions import (
     visible_offers,
     visible_purchase_orders,
 )
-from schema.types.common import GatewayInfo, Money, load_node, load_nodes, selects
+from resolvers.prefetch import may_resolve, prefetch, selects
+from schema.types.common import GatewayInfo, Money, load_node, load_nodes
 from sources.erp import ErpItem, ErpStock, ErpWarehouse
 from sources.partners import SupplierOffer as OfferRecord
 
 if TYPE_CHECKING:
     from schema.types.partner import Partner, PurchaseOrder
 
+WAREHOUSES = "all"  # the one key of the warehouse table loader
 PartnerRef = Annotated["Partner", strawberry.lazy("schema.types.partner")]
 PurchaseOrderRef = Annotated["PurchaseOrder", strawberry.lazy("schema.types.partner")]
 
@@ -117,12 +119,29 @@ class Product(relay.Node):
             if not may_see_stock(ctx.principal, self.record.main_vendor, offers or ()):
                 raise forbidden("Partners see stock only of the items they supply")
         found = await ctx.loaders.load(ctx.services.erp.stock_of_items, self.record.number) or ()
-        warehouses: dict[str, Warehouse] = {}
+        table: dict[str, ErpWarehouse] = {}
         if found and selects(info, "warehouse"):  # loaded with the levels: one await per product, not per level
-            codes = sorted({s.warehouse for s in found})
-            records = await ctx.loaders.load_many(ctx.services.erp.warehouses, codes)
-            warehouses = {code: Warehouse.of(r) for code, r in zip(codes, records, strict=True) if r is not None}
-        return [StockLevel.of(s, warehouses.get(s.warehouse)) for s in found]
+            table = await ctx.loaders.load(ctx.services.erp.warehouse_table, WAREHOUSES) or {}
+        return [StockLevel.of(s, Warehouse.of(w) if (w := table.get(s.warehouse)) else None) for s in found]
+
+    @staticmethod
+    def prefetch(info: GatewayInfo, sku: str) -> None:
+        """Start the loads a product's selected fields will make (resolvers.prefetch), with the item's."""
+        ctx = info.context
+        services = ctx.services
+        wants_stock = selects(info, "stock")
+        if ctx.principal.partner:
+            # Partners see stock only of items they supply, which takes their offers; stock itself waits
+            # for that check, so nothing is read that the check might refuse.
+            if wants_stock or (selects(info, "offers") and may_resolve(info, "Product.offers")):
+                prefetch(info, services.supplier.offers_for_items, sku)
+            return
+        if wants_stock:
+            prefetch(info, services.erp.stock_of_items, sku)
+            if selects(info, "stock", "warehouse"):
+                prefetch(info, services.erp.warehouse_table, WAREHOUSES)
+        if selects(info, "offers") and may_resolve(info, "Product.offers"):
+            prefetch(info, services.supplier.offers_for_items, sku)
 
     @strawberry.field(description="The main supplier in the item master.")
     async def main_supplier(self, info: GatewayInfo) -> PartnerRef | None:

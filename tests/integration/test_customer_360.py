@@ -76,3 +76,22 @@ async def test_customer_360_upstream_calls_do_not_grow_with_rows(gw: Harness, wo
     assert counts[0][0] == 6
     assert counts[0][1] == {"/api/v1/customers": 1, "/api/v1/interactions": 1}
     assert counts[0][2] == 8
+
+
+async def test_customer_360_reads_what_hangs_off_one_key_in_one_wave(gw: Harness, world: World) -> None:
+    """Look-ahead: the orders start with the customer lookup; stock and warehouses start with the items."""
+    c = linked_customer(world, min_orders=11, min_interactions=5)
+    body = await gw.query(CUSTOMER_360, {"id": global_id("Customer", c.erp_number)})
+    assert "errors" not in body, body
+    calls = {(x["source"], x["operation"]): x for x in body["extensions"]["upstreamCalls"]}
+    assert len(calls) == 8  # each operation once
+
+    def start(operation: str) -> float:
+        return float(calls[("erp", operation)]["startMs"])
+
+    def end(operation: str) -> float:
+        return start(operation) + float(calls[("erp", operation)]["ms"])
+
+    assert start("orders_of_customers") < end("customers")
+    assert start("stock_of_items") < end("items") and start("warehouses") < end("items")
+    assert start("lines_of_orders") >= end("orders_of_customers")  # lines need the order numbers

@@ -117,3 +117,17 @@ async def test_node_needs_the_type_scope(gw: Harness, type_name: str, key: str, 
     assert denied["data"]["node"] is None and denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     allowed = await gw.query(query, {"id": node_id}, token=gw.jwt(f"only:{scope}"))
     assert allowed["data"]["node"] == {"id": node_id}
+
+
+@pytest.mark.parametrize(("scope", "operation"), [
+    ("orders:read", ("erp", "orders_of_customers")),
+    ("customers:pii", ("crm", "interactions_batch")),
+])
+async def test_look_ahead_reads_nothing_for_a_denied_field(gw: Harness, scope: str, operation: tuple[str, str]) -> None:
+    """The customer lookup starts its fields' loads early, but only those of fields the principal may see."""
+    query = f"{{ {CUST} {{ name orders(first: 5) {{ edges {{ node {{ number }} }} }} " \
+            "interactions(first: 3) { edges { node { kind } } } } }"
+    allowed = await gw.query(query, token=gw.jwt("admin"))
+    assert operation in {(c["source"], c["operation"]) for c in allowed["extensions"]["upstreamCalls"]}
+    denied = await gw.query(query, token=gw.jwt(f"all-but:{scope}"))
+    assert operation not in {(c["source"], c["operation"]) for c in denied["extensions"]["upstreamCalls"]}

@@ -1,0 +1,78 @@
+"""Look-ahead: start the loads a selection will need before the resolvers that need them run.
+
+GraphQL resolves level by level, so `line -> product -> stock -> warehouse` would cost one upstream wave
+per level. Where a resolver already knows the key a deeper field will load by (a line knows its SKU,
+and the stock of that SKU does not depend on the item record), it starts that load now through the
+request's loaders; the deeper resolver later asks the same loader for the same key and gets the same
+answer, so the call counts are unchanged and the waves overlap.
+
+Only loads that a later resolver would surely make are started: the field must be selected and the
+principal must hold its scopes. A load whose answer then goes unused (say, the customer does not
+exist) costs a call but shows nothing: every row rule still runs where the data is resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Iterator
+from typing import Any
+
+from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, InlineFragmentNode, SelectionSetNode
+from graphql.utilities import value_from_ast_untyped
+
+from resolvers.loaders import BatchFn
+from resolvers.permissions import FIELD_SCOPES, principal_of
+
+
+def _fields(raw: GraphQLResolveInfo[Any], selection_set: SelectionSetNode | None) -> Iterator[FieldNode]:
+    if selection_set is None:
+        return
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            yield selection
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _fields(raw, selection.selection_set)
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = raw.fragments.get(selection.name.value)
+            if fragment is not None:
+                yield from _fields(raw, fragment.selection_set)
+
+
+def selection(info: Any, *path: str) -> FieldNode | None:
+    """The first field at `path` below the current field (through fragments), or None if not selected."""
+    raw: GraphQLResolveInfo[Any] = info._raw_info
+    nodes: list[FieldNode] = list(raw.field_nodes)
+    for name in path:
+        nodes = [f for node in nodes for f in _fields(raw, node.selection_set) if f.name.value == name]
+        if not nodes:
+            return None
+    return nodes[0]
+
+
+def selects(info: Any, *path: str) -> bool:
+    return selection(info, *path) is not None
+
+
+def arguments(info: Any, node: FieldNode) -> dict[str, Any]:
+    """The literal or variable values of a selected field's arguments (unvalidated: compare, don't trust)."""
+    raw: GraphQLResolveInfo[Any] = info._raw_info
+    variables: Any = raw.variable_values
+    values: dict[str, Any] = getattr(variables, "coerced", variables)  # graphql-core 3.3 wraps them
+    return {a.name.value: value_from_ast_untyped(a.value, values) for a in node.arguments or ()}
+
+
+def may_resolve(info: Any, *coordinates: str) -> bool:
+    """Whether the principal holds the scopes of every one of these fields (Type.field)."""
+    principal = principal_of(info)
+    return all(principal.has(*FIELD_SCOPES.get(c, ())) for c in coordinates)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # the resolver that needs it sees the error; an unused prefetch stays quiet
+
+
+def prefetch(info: Any, fn: BatchFn[Any, Any, Any], key: Hashable, args: Hashable = None) -> None:
+    """Start loading `key` now; a later `loaders.load(fn, key, args)` in this request joins it."""
+    future = info.context.loaders.get(fn, args).load(key)
+    future.add_done_callback(_retrieve)
