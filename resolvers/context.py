@@ -40,3 +40,5 @@ class Context:
     principal: Principal = ANONYMOUS
     calls: CallLog = field(default_factory=CallLog)
     loaders: Loaders = field(default_factory=Loaders)
+    #: Look-ahead answers by (field nodes, path): the same selection under every item of a list.
+    selections: dict[tuple[int, tuple[str, ...]], object] = field(default_factory=dict)

@@ -41,12 +41,18 @@ def _fields(raw: GraphQLResolveInfo[Any], selection_set: SelectionSetNode | None
 def selection(info: Any, *path: str) -> FieldNode | None:
     """The first field at `path` below the current field (through fragments), or None if not selected."""
     raw: GraphQLResolveInfo[Any] = info._raw_info
+    memo = info.context.selections
+    key = (id(raw.field_nodes[0]), path)  # the document lives as long as the request, and with it the id
+    if key in memo:
+        found: FieldNode | None = memo[key]
+        return found
     nodes: list[FieldNode] = list(raw.field_nodes)
     for name in path:
         nodes = [f for node in nodes for f in _fields(raw, node.selection_set) if f.name.value == name]
         if not nodes:
-            return None
-    return nodes[0]
+            break
+    memo[key] = found = nodes[0] if nodes else None
+    return found
 
 
 def selects(info: Any, *path: str) -> bool:

@@ -11,6 +11,7 @@ import enum
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
@@ -249,6 +250,13 @@ class RecordMap(Generic[R]):
 
     record: type[R]
     fields: Mapping[str, Field]
+    # (name, field, the one top-level key or None) per field, worked out once: convert() runs per row.
+    _plan: tuple[tuple[str, Field, str | None], ...] = dataclass_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plan = tuple((name, f, f.raw if isinstance(f.raw, str) and "." not in f.raw else None)
+                     for name, f in self.fields.items())
+        object.__setattr__(self, "_plan", plan)
 
     @property
     def raw_names(self) -> tuple[str, ...]:
@@ -261,8 +269,9 @@ class RecordMap(Generic[R]):
 
     def convert(self, raw: Mapping[str, Any]) -> R:
         values: dict[str, Any] = {}
-        for name, f in self.fields.items():
-            args = [_lookup(raw, path, f.default) for path in f.paths]
+        for name, f, key in self._plan:
+            # The common case first: one column or top-level JSON key.
+            args = [raw[key]] if key is not None and key in raw else [_lookup(raw, p, f.default) for p in f.paths]
             try:
                 values[name] = f.convert(*args)
             except MappingError as exc:

@@ -92,6 +92,10 @@ class AuditEvent:
     def duration_ms(self) -> float:
         return self.record.duration_ms
 
+    @strawberry.field(description="The whole answer came from the answer cache: nothing was executed or called.")
+    def answered_from_cache(self) -> bool:
+        return self.record.answered_from_cache
+
     @strawberry.field
     def upstream(self) -> list[AuditUpstreamCall]:
         return [AuditUpstreamCall(source=c.source, operation=c.operation, status=c.status, ms=c.ms, cache=c.cache)

@@ -35,6 +35,9 @@ K = TypeVar("K", bound=Hashable)
 
 GatewayInfo = Info[Context, None]
 
+#: A relation not resolved ahead (by a list resolver); its field then loads it.
+NOT_LOADED: Any = object()
+
 # The business enums are the sources' own; strawberry.enum registers them in place.
 strawberry.enum(OrderStatus, description="Where an order is in its life.")
 strawberry.enum(Segment, description="The CRM's market segment.")
@@ -60,7 +63,8 @@ async def load_nodes(info: GatewayInfo, fn: BatchFn[K, None, R], keys: Iterable[
 
 
 async def load_node(info: GatewayInfo, fn: BatchFn[K, None, R], key: K, make: Callable[[R], T]) -> T | None:
-    return (await load_nodes(info, fn, [key], make))[0]
+    found = await info.context.loaders.load(fn, key)  # one future, no gather: this runs per list item
+    return None if found is None else make(found)
 
 
 def bad_input(message: str) -> GraphQLError:

@@ -11,7 +11,8 @@ from strawberry import relay
 
 from resolvers import customer as customers
 from resolvers.permissions import check_node_type, visible_shipments
-from schema.types.common import GatewayInfo, Money, OrderStatus, ShipmentStatus, load_node, load_nodes
+from resolvers.prefetch import may_resolve, selects
+from schema.types.common import NOT_LOADED, GatewayInfo, Money, OrderStatus, ShipmentStatus, load_node, load_nodes
 from sources.erp import ErpOrder, ErpOrderLine
 from sources.partners import Shipment as ShipmentRecord
 from sources.partners import TrackingEvent as TrackingEventRecord
@@ -34,6 +35,8 @@ class OrderLine:
     quantity: int
     unit_price: Money
     amount: Money = strawberry.field(description="Quantity times unit price.")
+    #: The product, when Order.lines resolved it with the other lines' (NOT_LOADED: the field loads it).
+    preloaded_product: strawberry.Private[object] = NOT_LOADED
 
     @classmethod
     def of(cls, r: ErpOrderLine) -> OrderLine:
@@ -43,7 +46,12 @@ class OrderLine:
                    amount=Money(amount=price.amount * r.quantity, currency=price.currency))
 
     @strawberry.field
-    async def product(self, info: GatewayInfo) -> ProductRef | None:
+    def product(self, info: GatewayInfo) -> ProductRef | None:
+        if self.preloaded_product is not NOT_LOADED:
+            return self.preloaded_product  # type: ignore[return-value]
+        return self._product(info)  # type: ignore[return-value]  # an awaitable: GraphQL awaits it
+
+    async def _product(self, info: GatewayInfo) -> Product | None:
         from schema.types.product import Product
 
         Product.prefetch(info, self.record.item)
@@ -73,8 +81,17 @@ class Order(relay.Node):
     @strawberry.field
     async def lines(self, info: GatewayInfo) -> list[OrderLine] | None:
         ctx = info.context
-        lines = await ctx.loaders.load(ctx.services.erp.lines_of_orders, self.record.number)
-        return [OrderLine.of(line) for line in lines or ()]
+        lines = [OrderLine.of(line) for line in await ctx.loaders.load(ctx.services.erp.lines_of_orders,
+                                                                        self.record.number) or ()]
+        if lines and selects(info, "product") and may_resolve(info, "OrderLine.product"):
+            from schema.types.product import Product
+
+            # The lines' products (and their stock) in one await, not one coroutine per line and product.
+            products = await Product.load_many(info, [line.record.item for line in lines], at=("product",))
+            for line, product in zip(lines, products, strict=True):
+                if product is not None:
+                    line.preloaded_product = product
+        return lines
 
     @strawberry.field(description="The warehouse that ships the order.")
     async def warehouse(self, info: GatewayInfo) -> WarehouseRef | None:

@@ -17,8 +17,9 @@ from resolvers.permissions import (
     visible_purchase_orders,
 )
 from resolvers.prefetch import may_resolve, prefetch, selects
-from schema.types.common import GatewayInfo, Money, load_node, load_nodes
+from schema.types.common import NOT_LOADED, GatewayInfo, Money, load_node, load_nodes
 from sources.erp import ErpItem, ErpStock, ErpWarehouse
+from sources.errors import SourceError
 from sources.partners import SupplierOffer as OfferRecord
 
 if TYPE_CHECKING:
@@ -93,6 +94,10 @@ class SupplierOffer:
         return await Product.load(info, self.record.item)
 
 
+def _levels(found: Iterable[ErpStock], table: dict[str, ErpWarehouse]) -> list[StockLevel]:
+    return [StockLevel.of(s, Warehouse.of(w) if (w := table.get(s.warehouse)) else None) for s in found]
+
+
 @strawberry.type(description="An item of the ERP's item master.")
 class Product(relay.Node):
     key: relay.NodeID[str]
@@ -101,10 +106,43 @@ class Product(relay.Node):
     name: str
     unit_of_measure: str
     list_price: Money
+    #: Stock levels resolved with a whole list of products (Order.lines); NOT_LOADED: the field loads them.
+    preloaded_stock: strawberry.Private[object] = NOT_LOADED
 
     @classmethod
     async def load(cls, info: GatewayInfo, sku: str) -> Product | None:
         return await load_node(info, info.context.services.erp.items, sku, cls.of)
+
+    @classmethod
+    async def load_many(cls, info: GatewayInfo, skus: list[str], *, at: tuple[str, ...]) -> list[Product | None]:
+        """Products with their stock levels resolved too if selected at path `at` (staff only; else None).
+
+        One await for a whole list instead of one per product and one per product's stock: the fields
+        below then resolve without a coroutine each. A failing source leaves the fields to load (and
+        fail) one by one, so its error lands at the same paths as without this.
+        """
+        ctx = info.context
+        services = ctx.services
+        for sku in skus:
+            Product.prefetch(info, sku, at=at)
+        try:
+            items = await ctx.loaders.load_many(services.erp.items, skus)
+        except SourceError:
+            return [None] * len(skus)
+        products = [None if item is None else cls.of(item) for item in items]
+        if ctx.principal.partner or not selects(info, *at, "stock"):
+            return products
+        try:
+            stock = await ctx.loaders.load_many(services.erp.stock_of_items, skus)
+            table: dict[str, ErpWarehouse] = {}
+            if selects(info, *at, "stock", "warehouse"):
+                table = await ctx.loaders.load(services.erp.warehouse_table, WAREHOUSES) or {}
+        except SourceError:
+            return products
+        for product, levels in zip(products, stock, strict=True):
+            if product is not None:
+                product.preloaded_stock = _levels(levels or (), table)
+        return products
 
     @classmethod
     def of(cls, item: ErpItem) -> Product:
@@ -112,7 +150,12 @@ class Product(relay.Node):
                    list_price=Money(amount=item.list_price.amount, currency=item.list_price.currency))
 
     @strawberry.field(description="Stock per warehouse.")
-    async def stock(self, info: GatewayInfo) -> list[StockLevel] | None:
+    def stock(self, info: GatewayInfo) -> list[StockLevel] | None:
+        if self.preloaded_stock is not NOT_LOADED:
+            return self.preloaded_stock  # type: ignore[return-value]
+        return self._stock(info)  # type: ignore[return-value]  # an awaitable: GraphQL awaits it
+
+    async def _stock(self, info: GatewayInfo) -> list[StockLevel] | None:
         ctx = info.context
         if ctx.principal.partner:
             offers = await ctx.loaders.load(ctx.services.supplier.offers_for_items, self.record.number)
@@ -122,25 +165,26 @@ class Product(relay.Node):
         table: dict[str, ErpWarehouse] = {}
         if found and selects(info, "warehouse"):  # loaded with the levels: one await per product, not per level
             table = await ctx.loaders.load(ctx.services.erp.warehouse_table, WAREHOUSES) or {}
-        return [StockLevel.of(s, Warehouse.of(w) if (w := table.get(s.warehouse)) else None) for s in found]
+        return _levels(found, table)
 
     @staticmethod
-    def prefetch(info: GatewayInfo, sku: str) -> None:
-        """Start the loads a product's selected fields will make (resolvers.prefetch), with the item's."""
+    def prefetch(info: GatewayInfo, sku: str, *, at: tuple[str, ...] = ()) -> None:
+        """Start the loads the selected fields of a product (at path `at`) will make, with the item's."""
         ctx = info.context
         services = ctx.services
-        wants_stock = selects(info, "stock")
+        wants_stock = selects(info, *at, "stock")
+        wants_offers = selects(info, *at, "offers") and may_resolve(info, "Product.offers")
         if ctx.principal.partner:
             # Partners see stock only of items they supply, which takes their offers; stock itself waits
             # for that check, so nothing is read that the check might refuse.
-            if wants_stock or (selects(info, "offers") and may_resolve(info, "Product.offers")):
+            if wants_stock or wants_offers:
                 prefetch(info, services.supplier.offers_for_items, sku)
             return
         if wants_stock:
             prefetch(info, services.erp.stock_of_items, sku)
-            if selects(info, "stock", "warehouse"):
+            if selects(info, *at, "stock", "warehouse"):
                 prefetch(info, services.erp.warehouse_table, WAREHOUSES)
-        if selects(info, "offers") and may_resolve(info, "Product.offers"):
+        if wants_offers:
             prefetch(info, services.supplier.offers_for_items, sku)
 
     @strawberry.field(description="The main supplier in the item master.")
