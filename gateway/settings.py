@@ -203,6 +203,9 @@ class CacheSettings(_Strict):
     enabled: bool = True
     url: str | None = Field(None, description="redis://host:port/db to share the cache; memory when unset")
     version: str = Field("1", description="part of every key: change it to drop everything cached")
+    answers: bool = Field(True, description=(
+        "also keep whole answers of queries per principal, as long as every record in them is fresh "
+        "(docs/architecture.md, \"Answer cache\")"))
     policies: dict[str, CachePolicySettings] = Field(
         default_factory=dict, description="per `source.operation` (or `source.*`), over the defaults")
     webhook_secrets: dict[str, SecretStr] = Field(
@@ -234,7 +237,9 @@ class AuditSettings(_Strict):
 
     enabled: bool = True
     url: str | None = Field(None, description="its own database; the gateway's database_url when unset")
-    window_ms: float = Field(1.0, gt=0, le=1000, description="group commit: how long a commit waits for company")
+    window_ms: float = Field(0.0, ge=0, le=1000, description=(
+        "group commit: extra wait before a commit for more records to join (0: commit at once; records "
+        "that arrive during a commit go together in the next)"))
     max_batch: int = Field(500, ge=1, le=10_000)
     on_failure: Literal["fail_closed", "spool"] = Field(
         "fail_closed", description="when the database is down: refuse requests (503), or spool to a file")

@@ -1,8 +1,12 @@
 """The SQL audit sink: group commit, one hash chain per writer, fail closed or spool to a file.
 
-Records of the requests in flight are written together in one transaction every `window_ms`; each
-request waits for its record's commit before its answer is sent, so an answered request always has
-its record, even if the process is killed the next instant. Every process is its own writer with its
+Records of the requests in flight are written together in one transaction: a record that arrives
+while the sink is idle is committed at once (with whatever arrived in the same turn of the event
+loop), and records that arrive during a commit are committed together as soon as it ends, so batches
+grow with the load and a lone request never waits for company. `window_ms` (0 by default) adds a wait
+before each commit for larger batches still. Each request waits for its record's commit before its
+answer is sent, so an answered request always has its record, even if the process is killed the next
+instant. Every process is its own writer with its
 own chain (`writer`, `seq`, `prev_hash`, `hash`), so concurrent writers never fork a chain.
 """
 
@@ -63,7 +67,7 @@ class _Row:
 
 
 class SqlAuditSink:
-    def __init__(self, engine: AsyncEngine, *, window_ms: float = 2.0, max_batch: int = 500,
+    def __init__(self, engine: AsyncEngine, *, window_ms: float = 0.0, max_batch: int = 500,
                  spool: Path | None = None) -> None:
         self.engine = engine
         self.window_s = window_ms / 1000
@@ -92,7 +96,8 @@ class SqlAuditSink:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(self.window_s)  # let the other requests in flight join this commit
+            # Let the other records of this turn of the loop (or of the window) join this commit.
+            await asyncio.sleep(self.window_s)
             while self._pending:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
