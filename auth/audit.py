@@ -45,6 +45,7 @@ class AuditRecord:
     http_status: int = 200
     duration_ms: float = 0.0
     stale_sources: tuple[str, ...] = field(default=())
+    answered_from_cache: bool = False  # the whole answer came from the answer cache (no upstream calls)
 
     def canonical(self) -> bytes:
         """JSON of every field in declaration order (orjson serialises the dataclass itself, without copies).

@@ -24,6 +24,7 @@ from auth.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from auth.scopes import CUSTOMERS_PII
 from auth.tokens import SqlTokenStore, TokenAuthenticator
 from gateway import hooks
+from gateway.answers import AnswerCache
 from gateway.audit.log import AuditLog
 from gateway.audit.sink import SqlAuditSink
 from gateway.audit.store import SqlAuditReader
@@ -97,6 +98,9 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         await upgrade(db)
         services = await build_services(settings, db, transports, cache=build_cache(settings, clock),
                                         clock=monotonic)
+        answers = (AnswerCache(services.cache, clock=clock) if settings.cache.enabled and settings.cache.answers
+                   else None)
+        app.state.answers = answers
         app.state.tokens = SqlTokenStore(db)
         app.state.documents = DocumentStore(db)
         audit = await start_audit(settings, db) if settings.audit.enabled else None
@@ -109,7 +113,7 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
             else MemoryRateLimiter(limits.rate_per_second, limits.rate_burst))
         app.state.audit = audit
         app.state.graphql = GraphQLEndpoint(schema, services, settings, authenticator(settings, app.state.tokens),
-                                            app.state.documents, limiter, audit)
+                                            app.state.documents, limiter, audit, answers)
         warming = asyncio.create_task(_warm_crosswalk(services)) if warm else None
         try:
             yield

@@ -28,7 +28,8 @@ from strawberry.types.graphql import OperationType
 from auth.authenticate import Authenticator
 from auth.principal import AuthError, Principal, PrincipalKind
 from auth.ratelimit import RateLimiter, bucket_key
-from gateway.audit.log import AuditLog, RequestFacts, document_hash
+from gateway.answers import Answer, AnswerCache, parsed
+from gateway.audit.log import AuditLog, RequestFacts, document_hash, operation_of
 from gateway.audit.sink import AuditUnavailable
 from gateway.documents import DocumentStore, document_id, normalise_id
 from gateway.errors import classify
@@ -199,8 +200,9 @@ class GraphQLEndpoint:
 
     def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings,
                  authenticator: Authenticator, documents: DocumentStore, limiter: RateLimiter,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, answers: AnswerCache | None = None) -> None:
         self.limiter = limiter
+        self.answers = answers
         self.audit = audit
         self.schema = schema
         self.services = services
@@ -270,6 +272,13 @@ class GraphQLEndpoint:
         except RequestError as exc:
             return self._respond(facts, _error_body(exc.message, exc.code), exc.status, media_type, request_id,
                                  exc.headers)
+        answer_key, snapshot = None, {}
+        if self.answers is not None and facts.document is not None:
+            answer_key = self.answers.key(principal, facts.document, gql.operation_name, gql.variables)
+            answer = await self.answers.get(answer_key)
+            if answer is not None:
+                return self._respond_answer(facts, query, answer, media_type)
+            snapshot = await self.answers.snapshot()
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY,
                                                                           OperationType.MUTATION)
         context = RequestContext(services=self.services, request_id=request_id, principal=principal,
@@ -291,7 +300,21 @@ class GraphQLEndpoint:
         finally:
             facts.parsed = context.document
         status, headers = self._status(result, media_type)
+        if (self.answers is not None and answer_key is not None and not result.errors
+                and not isinstance(result, PreExecutionError)
+                and operation_of(context.document, gql.operation_name)[0] == "query"):
+            await self.answers.put(answer_key, context.calls, orjson.dumps(result.data), snapshot)
         return self._respond(facts, self._body(result, context), status, media_type, request_id, headers)
+
+    def _respond_answer(self, facts: RequestFacts, query: str, answer: Answer, media_type: str) -> Response:
+        """A kept answer (gateway.answers): its data as first sent, nothing executed, nothing called."""
+        facts.parsed = parsed(query)  # for the audit record's fields and operation type
+        facts.answered_from_cache = True
+        facts.body, facts.status = {}, 200
+        body = {"data": orjson.Fragment(answer.data),
+                "extensions": {"answerCache": {"ageSeconds": round(answer.age_s, 1)}}}
+        return Response(orjson.dumps(body), status_code=200, media_type=media_type,
+                        headers={"X-Request-Id": facts.request_id, "Age": str(int(answer.age_s))})
 
     def _status(self, result: ExecutionResult, media_type: str) -> tuple[int, dict[str, str]]:
         if isinstance(result, PreExecutionError):

@@ -96,6 +96,10 @@ class CallLog:
     calls: list[SourceCall] = field(default_factory=list)
     cache: list[CacheEvent] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)  # perf_counter() when the request began
+    #: (source, operation) -> age in seconds of the oldest record the request used from it (inf: uncached).
+    touched: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: Set by resolvers whose answers must never be reused (the audit trail, say).
+    uncacheable: bool = False
 
     def start_ms(self, call: SourceCall) -> float:
         """When `call` started, in ms since the request began (the waterfall of a request's calls)."""
@@ -154,6 +158,14 @@ def record_cache_event(source: str, operation: str, outcome: str, keys: int, age
     log = _current.get()
     if log is not None:
         log.cache.append(CacheEvent(source, operation, outcome, keys, age_s))
+
+
+def record_touch(source: str, operation: str, age_s: float) -> None:
+    """The request used records of this operation, the oldest `age_s` old (math.inf: never cached)."""
+    log = _current.get()
+    if log is not None:
+        key = (source, operation)
+        log.touched[key] = max(age_s, log.touched.get(key, 0.0))
 
 
 def ms_since(started: float) -> float:

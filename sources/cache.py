@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
@@ -28,7 +29,7 @@ import structlog
 from aiocache.base import BaseCache
 from redis.exceptions import RedisError
 
-from sources.base import record_cache_event
+from sources.base import record_cache_event, record_touch
 from sources.errors import SourceError
 
 K = TypeVar("K", bound=Hashable)
@@ -103,6 +104,7 @@ class SourceCache:
         """Raw values for `keys`: from the cache where fresh enough, else one upstream call for the rest."""
         policy = self.policy(source, operation)
         if not policy.enabled or not keys:
+            record_touch(source, operation, 0.0 if policy.enabled else math.inf)
             return dict(await fetch(list(keys)))
         try:
             generation = await self._generation(source, operation)
@@ -112,6 +114,7 @@ class SourceCache:
             # The cache is an optimisation: when its backend fails, answer from the source.
             CACHE_COUNTS[(source, "backend_error")] += 1
             log.warning("cache_unavailable", source=source, error=str(exc))
+            record_touch(source, operation, 0.0)
             return dict(await fetch(list(keys)))
         now = self.clock()
         out: dict[K, Any] = {}
@@ -119,6 +122,7 @@ class SourceCache:
         revalidate: list[K] = []
         fallback: dict[K, tuple[Any, float]] = {}
         stale_age = 0.0
+        fresh_age = 0.0
         for k, entry in zip(keys, entries, strict=True):
             if entry is None:
                 missing.append(k)
@@ -127,6 +131,7 @@ class SourceCache:
             age = now - stored["t"]
             if age <= policy.ttl_s:
                 out[k] = stored["v"]
+                fresh_age = max(fresh_age, age)
             elif age <= policy.ttl_s + policy.stale_while_revalidate_s:
                 out[k] = stored["v"]
                 revalidate.append(k)
@@ -135,6 +140,7 @@ class SourceCache:
                 if age <= policy.ttl_s + policy.stale_if_error_s:
                     fallback[k] = (stored["v"], age)
                 missing.append(k)
+        record_touch(source, operation, fresh_age)
         hits = len(keys) - len(missing) - len(revalidate)
         if hits:
             CACHE_COUNTS[(source, "hit")] += hits
@@ -219,14 +225,35 @@ class SourceCache:
         task.add_done_callback(self._background.discard)
 
     async def invalidate(self, source: str, operation: str, keys: Sequence[Any] | None = None) -> None:
-        """Forget cached answers: of `keys` (for operations without arguments), else all of the operation."""
+        """Forget cached answers: of `keys` (for operations without arguments), else all of the operation.
+
+        Whole GraphQL answers built from the operation (gateway.answers) are dropped too, whatever the keys.
+        """
         if keys:
             generation = await self._generation(source, operation)
             await asyncio.gather(*(self.backend.delete(self._key(source, operation, generation, k, None))
                                    for k in keys))
         else:
             await self.backend.increment(self._generation_key(source, operation))
+        await self.backend.increment(self._answers_key(source, operation))
         CACHE_COUNTS[(source, "invalidation")] += 1
+
+    @staticmethod
+    def _answers_key(source: str, operation: str) -> str:
+        return f"gw:a:{source}.{operation}"
+
+    async def answer_generations(self, operations: Sequence[tuple[str, str]]) -> list[int]:
+        """Per operation, how often it was invalidated (in the backend, so shared between instances)."""
+        if not operations:
+            return []
+        values = await self.backend.multi_get([self._answers_key(s, o) for s, o in operations])
+        return [int(v) if v is not None else 0 for v in values]
+
+    def fresh_for(self, touched: Mapping[tuple[str, str], float]) -> float:
+        """How much longer every record in `touched` stays fresh (0 or less: not at all)."""
+        if not touched:
+            return 0.0
+        return min(self.policy(s, o).ttl_s - age for (s, o), age in touched.items())
 
     async def drain(self) -> None:
         """Wait for the background refreshes under way (tests, and shutdown without losing them)."""

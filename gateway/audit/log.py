@@ -35,6 +35,7 @@ class RequestFacts:
     calls: CallLog = field(default_factory=CallLog)
     body: dict[str, Any] = field(default_factory=dict)
     status: int = 200
+    answered_from_cache: bool = False  # a kept answer (gateway.answers): nothing executed, nothing called
 
 
 class _Fields(Visitor):
@@ -57,7 +58,7 @@ def touched_fields(schema: GraphQLSchema, document: DocumentNode) -> tuple[str, 
     return tuple(collector.seen)
 
 
-def _operation(document: DocumentNode | None, name: str | None) -> tuple[str | None, str | None]:
+def operation_of(document: DocumentNode | None, name: str | None) -> tuple[str | None, str | None]:
     """The (type, name) of the operation that ran: the one named, or the document's only one."""
     if document is None:
         return None, name
@@ -109,7 +110,7 @@ class AuditLog:
         outcome, codes = outcome_of(facts.body, facts.status)
         p = facts.principal
         stale = facts.calls.stale_sources()
-        operation_type, operation_name = _operation(facts.parsed, facts.operation_name)
+        operation_type, operation_name = operation_of(facts.parsed, facts.operation_name)
         return AuditRecord(
             id=uuid.uuid4().hex, time=datetime.now(UTC).isoformat(timespec="microseconds"),
             request_id=facts.request_id, client_ip=facts.client_ip, subject=p.subject, principal_kind=p.kind.value,
@@ -120,7 +121,7 @@ class AuditLog:
             upstream=tuple(UpstreamCallRecord(c.source, c.operation, c.status, round(c.ms, 2), c.cache)
                            for c in facts.calls.calls),
             outcome=outcome, codes=codes, http_status=facts.status, duration_ms=round(duration_ms, 2),
-            stale_sources=tuple(sorted(stale)))
+            stale_sources=tuple(sorted(stale)), answered_from_cache=facts.answered_from_cache)
 
     async def write(self, facts: RequestFacts, duration_ms: float) -> None:
         await self.sink.write(self.record(facts, duration_ms))

@@ -138,9 +138,11 @@ async def test_two_instances_share_entries_and_invalidations(world: World, erp_s
         second = await b.query(query, n)
         assert second["data"] == first["data"]
         assert b.sql == [] and b.upstream["crm"].total == 0  # everything came from the shared cache
+        assert "answerCache" in second["extensions"]  # down to the whole answer
         assert (await _notice(a, b'{"entity": "customer", "ids": []}')).status_code == 202
-        await b.query(query, n)
+        third = await b.query(query, n)
         assert b.upstream["crm"].paths["/api/v1/customers"] == 1  # b saw a's invalidation
+        assert "answerCache" not in third["extensions"]
 
 
 async def test_no_leaks_between_a_partner_and_an_internal_user(world: World, erp_sqlite_url: str,
