@@ -339,7 +339,8 @@ class GraphQLEndpoint:
         if stale:
             extensions["stale"] = [{"source": source, "ageSeconds": round(age, 1)}
                                    for source, age in sorted(stale.items())]
-        if self.settings.server.expose_upstream_calls and context.principal.internal:
+        server = self.settings.server
+        if server.expose_upstream_calls and (context.principal.internal or server.expose_upstream_calls_to_partners):
             extensions["upstreamCalls"] = [
                 {"source": c.source, "operation": c.operation, "status": c.status, "ms": round(c.ms, 2),
                  "startMs": round(context.calls.start_ms(c), 2), "keys": c.keys} for c in context.calls.calls]

@@ -115,6 +115,8 @@ class ServerSettings(_Strict):
     graphiql: bool = True
     expose_upstream_calls: bool = Field(
         False, description="add extensions.upstreamCalls to answers to internal users (development and tests)")
+    expose_upstream_calls_to_partners: bool = Field(
+        False, description="with expose_upstream_calls: to partners too (benchmarks; it names internal systems)")
     max_page_size: int = Field(100, ge=1, le=1000)
 
 

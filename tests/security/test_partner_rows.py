@@ -120,3 +120,13 @@ async def test_partner_tokens_cannot_be_minted_with_internal_scopes(gw: Harness)
 
     with pytest.raises(ValueError, match="customers:pii"):
         await gw.partner_token("V00001", frozenset({"customers:pii"}))
+
+
+async def test_partners_never_see_upstream_details(gw: Harness, world: World) -> None:
+    """`expose_upstream_calls` (on in these tests) names internal systems: staff only, unless asked otherwise."""
+    supplier = supplier_of(world)
+    mine, _ = supplied_items(world, supplier)
+    body = await gw.partner_query("query($s: String!) { product(sku: $s) { sku } }", {"s": mine},
+                                  token=await gw.partner_token(supplier))
+    assert body["data"]["product"] == {"sku": mine}
+    assert "upstreamCalls" not in body.get("extensions", {}) and "upstreamMs" not in body.get("extensions", {})
