@@ -32,7 +32,7 @@ class Principal:
         return self.kind is PrincipalKind.PARTNER
 
     def has(self, *scopes: str) -> bool:
-        return all(s in self.scopes for s in scopes)
+        return self.scopes.issuperset(scopes)
 
 
 ANONYMOUS = Principal(subject="anonymous", kind=PrincipalKind.ANONYMOUS)

@@ -13,6 +13,7 @@ from strawberry.types.base import get_object_definition
 from strawberry.types.execution import ExecutionContext
 
 from resolvers.permissions import FIELD_SCOPES, Scopes
+from schema.executor import GatewayExecutionContext
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.types.customer import Customer
@@ -56,7 +57,7 @@ def build_schema(extensions: tuple[type[SchemaExtension], ...] = ()) -> strawber
     config = StrawberryConfig(disable_field_suggestions=True)
     _guard_fields(config)
     return GatewaySchema(query=Query, mutation=Mutation, types=NODE_TYPES, extensions=list(extensions),
-                         config=config)
+                         config=config, execution_context_class=GatewayExecutionContext)
 
 
 class GatewaySchema(strawberry.Schema):
