@@ -18,7 +18,7 @@ import orjson
 import strawberry
 import structlog
 from graphql import DocumentNode, GraphQLError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -152,11 +152,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise RequestError(413, f"the body is larger than {limit} bytes", "PAYLOAD_TOO_LARGE")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"the body is larger than {limit} bytes", "PAYLOAD_TOO_LARGE")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"the body is larger than {limit} bytes", "PAYLOAD_TOO_LARGE")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer, but the attempt is still audited (as an error with this code).
+        raise RequestError(400, "the client went away before sending the whole body", "CLIENT_DISCONNECTED") from None
     return b"".join(chunks)
 
 

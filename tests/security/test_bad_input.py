@@ -177,3 +177,28 @@ async def test_deep_introspection_is_capped_for_internal_users(gw: Harness) -> N
     status, body = await _post(gw, {"query": f"{{ __schema {{ types {{ fields {{ type {{ {inner} }} }} }} }} }}"},
                                token=gw.jwt("admin"))
     assert (status, _code(body)) == (400, "DEPTH_LIMIT")
+
+
+async def test_a_client_that_goes_away_mid_body_is_audited_not_crashed(gw: Harness) -> None:
+    """A load generator stopping mid-request (or a dropped connection) is an audited error, not a traceback."""
+    token = gw.jwt("admin")
+    messages = [{"type": "http.request", "body": b'{"query": "{ __typ', "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/graphql", "raw_path": b"/graphql", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {token}".encode()),
+                         (b"x-request-id", b"gone-away-1")],
+             "client": ("127.0.0.1", 5555), "server": ("gateway.test", 80)}
+    await gw.app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    events = await gw.query('{ auditEvents(first: 5, filter: {outcome: "error"}) '
+                            '{ edges { node { requestId codes } } } }')
+    assert {"requestId": "gone-away-1", "codes": ["CLIENT_DISCONNECTED"]} in [
+        e["node"] for e in events["data"]["auditEvents"]["edges"]]
