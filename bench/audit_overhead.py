@@ -65,11 +65,15 @@ async def _drive(url: str, concurrency: int, seconds: float) -> list[float]:
     return latencies
 
 
-def _drive_wrk(url: str, concurrency: int, seconds: float) -> tuple[int, dict[int, float]]:
-    """(requests, {percentile: ms}) from wrk's latency distribution."""
+def _drive_wrk(url: str, concurrency: int, seconds: float, rate: float) -> tuple[int, dict[int, float]]:
+    """(requests, {percentile: ms}) from wrk's latency distribution; `rate` > 0 paces the clients."""
+    # Random (exponential) pauses: clients that all wait the same time after a group commit answered them
+    # together would come back together, and measure the bursts they make rather than the audit.
+    pause = (f"delay = function() return -math.log(1 - math.random()) * {1000 * concurrency / rate:.1f} end\n"
+             if rate > 0 else "")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(QUERY))}\n'
-                     'wrk.headers["Content-Type"] = "application/json"\n'
+                     'wrk.headers["Content-Type"] = "application/json"\n' + pause +
                      'done = function(summary, latency, requests)\n'
                      '  for _, p in ipairs({50, 95, 99}) do\n'
                      '    io.write(string.format("P%d %f\\n", p, latency:percentile(p) / 1000))\n'
@@ -95,6 +99,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--driver", choices=("auto", "wrk", "httpx"), default="auto")
+    parser.add_argument("--rate", type=float, default=0, help=(
+        "wrk only: offer about this many requests/s in all (each client pauses between requests), so "
+        "latency is measured below saturation; 0: as fast as the gateway answers"))
     args = parser.parse_args()
     use_wrk = args.driver == "wrk" or (args.driver == "auto" and shutil.which("wrk") is not None)
     results: dict[str, tuple[int, dict[int, float]]] = {}
@@ -109,14 +116,15 @@ def main() -> None:
                 _wait_for_port(port, process)
                 url = f"http://127.0.0.1:{port}/graphql"
                 if use_wrk:
-                    results[name] = _drive_wrk(url, args.concurrency, args.seconds)
+                    results[name] = _drive_wrk(url, args.concurrency, args.seconds, args.rate)
                 else:
                     values = asyncio.run(_drive(url, args.concurrency, args.seconds))
                     results[name] = len(values), {p: _pct(values, p) for p in (50, 95, 99)}
             finally:
                 process.terminate()
                 process.wait(timeout=10)
-    table = Table(title=f"health query, concurrency {args.concurrency}, {args.seconds:g} s each, real HTTP, "
+    offered = f", about {args.rate:g} req/s offered" if use_wrk and args.rate > 0 else ", closed loop"
+    table = Table(title=f"health query, concurrency {args.concurrency}{offered}, {args.seconds:g} s each, real HTTP, "
                         f"load from {'wrk' if use_wrk else 'httpx'}")
     for column in ("", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms"):
         table.add_column(column, justify="right")
