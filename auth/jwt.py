@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,19 +27,36 @@ class JwtConfig:
 class JwtAuthenticator:
     """Checks signature, algorithm, expiry, issuer and audience, then maps roles to scopes."""
 
-    def __init__(self, config: JwtConfig, role_map: Mapping[str, frozenset[str]]) -> None:
+    #: A verified token is remembered this long at most (and never past its expiry): clients send the same
+    #: token with every request, and checking its signature and claims is most of what a cached answer costs.
+    REMEMBER_S = 60.0
+    REMEMBER_MAX = 10_000
+
+    def __init__(self, config: JwtConfig, role_map: Mapping[str, frozenset[str]],
+                 clock: Callable[[], float] = time.time) -> None:
         if (config.secret is None) == (config.jwks_url is None):
             raise ValueError("configure exactly one of a JWT secret (HS256) and a JWKS URL (RS256)")
         self.config = config
         self.role_map = role_map
+        self.clock = clock
+        self._verified: dict[str, tuple[dict[str, Any], float]] = {}
         self._jwks = jwt.PyJWKClient(config.jwks_url, cache_keys=True, lifespan=300) if config.jwks_url else None
 
     async def authenticate(self, token: str) -> Principal:
-        if self._jwks is not None:
-            # PyJWKClient fetches keys with blocking I/O (cached afterwards): keep it off the event loop.
-            claims = await asyncio.to_thread(self._decode_rs256, token)
+        now = self.clock()
+        remembered = self._verified.get(token)
+        if remembered is not None and remembered[1] > now:
+            claims = remembered[0]
         else:
-            claims = self._decode(token, self.config.secret or "", ["HS256"])
+            if self._jwks is not None:
+                # PyJWKClient fetches keys with blocking I/O (cached afterwards): keep it off the event loop.
+                claims = await asyncio.to_thread(self._decode_rs256, token)
+            else:
+                claims = self._decode(token, self.config.secret or "", ["HS256"])
+            if len(self._verified) >= self.REMEMBER_MAX:
+                self._verified.clear()
+            if "nbf" not in claims:  # a token not valid yet is checked again each time
+                self._verified[token] = claims, min(float(claims["exp"]), now + self.REMEMBER_S)
         roles = claims.get(self.config.roles_claim, [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise AuthError("roles claim is not a list of strings")

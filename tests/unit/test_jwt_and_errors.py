@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -83,3 +84,23 @@ def test_source_errors_name_the_source_only() -> None:
     assert masked.message == "Source 'erp' is unavailable"
     assert "SELECT" not in masked.message and "10.0.0.5" not in masked.message
     assert masked.extensions == {"code": "SOURCE_UNAVAILABLE", "source": "erp"}
+
+
+async def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    """Verified tokens are remembered (no signature check per request), but never past their expiry."""
+    secret = "s" * 40
+    now = [1_000.0]
+    auth = JwtAuthenticator(JwtConfig(issuer="idp", audience="gateway", secret=secret, leeway_s=0), DEFAULT_ROLES,
+                            clock=lambda: now[0])
+    real = int(time.time())
+    token = jwt.encode({**_claims(), "exp": real + 2}, secret, algorithm="HS256")
+    now[0] = real
+    assert (await auth.authenticate(token)).subject == "carol"
+    assert token in auth._verified  # remembered
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(AuthError):
+        await auth.authenticate(forged)  # a different string is checked in full
+    now[0] = real + 3  # past the expiry: no longer remembered, and checked (and refused) in full
+    await asyncio.sleep(max(0.0, real + 3 - time.time()))
+    with pytest.raises(AuthError):
+        await auth.authenticate(token)
