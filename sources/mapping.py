@@ -252,11 +252,36 @@ class RecordMap(Generic[R]):
     fields: Mapping[str, Field]
     # (name, field, the one top-level key or None) per field, worked out once: convert() runs per row.
     _plan: tuple[tuple[str, Field, str | None], ...] = dataclass_field(init=False, repr=False, compare=False)
+    _fast: Callable[[Mapping[str, Any]], R] = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         plan = tuple((name, f, f.raw if isinstance(f.raw, str) and "." not in f.raw else None)
                      for name, f in self.fields.items())
         object.__setattr__(self, "_plan", plan)
+        object.__setattr__(self, "_fast", self._compile())
+
+    def _compile(self) -> Callable[[Mapping[str, Any]], R]:
+        """One function for the whole map (`record(a=c0(raw["A"]), b=c1(raw["B"], raw["C"]), ...)`): rows are
+        converted by the thousand, and a loop over fields costs several times this. Any failure in it is
+        left to the field-by-field conversion, which names the field and value."""
+        names: dict[str, Any] = {"_record": self.record, "_lookup": _lookup}
+        args = []
+        for i, (name, f, _) in enumerate(self._plan):
+            names[f"_c{i}"] = f.convert
+            reads = []
+            for j, path in enumerate(f.paths):
+                if "." in path or f.default is not _MISSING:
+                    names[f"_d{i}_{j}"] = f.default
+                    reads.append(f"_lookup(raw, {path!r}, _d{i}_{j})")
+                else:
+                    reads.append(f"raw[{path!r}]")
+            if not name.isidentifier():
+                raise ValueError(f"{name!r} is not a field name")
+            args.append(f"{name}=_c{i}({', '.join(reads)})")
+        code = f"def convert(raw):\n    return _record({', '.join(args)})\n"
+        exec(compile(code, f"<RecordMap {self.record.__name__}>", "exec"), names)  # noqa: S102 - our own text
+        fast: Callable[[Mapping[str, Any]], R] = names["convert"]
+        return fast
 
     @property
     def raw_names(self) -> tuple[str, ...]:
@@ -268,6 +293,13 @@ class RecordMap(Generic[R]):
         return tuple(seen)
 
     def convert(self, raw: Mapping[str, Any]) -> R:
+        try:
+            return self._fast(raw)
+        except Exception:  # noqa: S110 - converted again below, field by field, to say what failed
+            pass
+        return self._convert_fields(raw)
+
+    def _convert_fields(self, raw: Mapping[str, Any]) -> R:
         values: dict[str, Any] = {}
         for name, f, key in self._plan:
             # The common case first: one column or top-level JSON key.
