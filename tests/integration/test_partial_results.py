@@ -92,3 +92,15 @@ async def test_a_failing_item_read_nulls_each_line_product_alone(gw: Harness, wo
                 for i, o in enumerate(orders) for j in range(len(o["lines"]))}
     assert {tuple(e["path"]) for e in body["errors"]} == expected
     assert {e["extensions"]["code"] for e in body["errors"]} == {"SOURCE_UNAVAILABLE"}
+
+
+async def test_order_list_names_fall_back_to_the_erp_when_the_crm_is_down(broken: Harness, world: World) -> None:
+    """A page of orders reads its customers' names together; with the CRM down each still falls back."""
+    query = "{ orders(first: 20) { edges { node { number customer { name } } } } }"
+    healthy = await broken.query(query)
+    assert "errors" not in healthy
+    broken.faults["crm"].outage = True
+    body = await broken.query(query)
+    assert "errors" not in body, body
+    assert len(body["data"]["orders"]["edges"]) == len(healthy["data"]["orders"]["edges"])
+    assert all(edge["node"]["customer"]["name"] for edge in body["data"]["orders"]["edges"])  # the ERP's names
