@@ -111,6 +111,28 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 out[response_key] = nested
         return out
 
+    def complete_list_value(self, return_type: Any, field_details_list: Any, info: Any, path: Any, result: Any,
+                            position_context: Any) -> Any:
+        """A list (a product's stock levels) of plain objects is filled item by item from one plan."""
+        item_type = get_nullable_type(return_type.of_type)
+        manager = self.middleware_manager
+        if (isinstance(result, list) and is_object_type(item_type)
+                and (manager is None or not manager._middleware_resolvers)):
+            plan = self._plan(item_type, field_details_list)
+            if plan is not None:
+                is_type_of = item_type.is_type_of
+                filled: list[Any] = []
+                for item in result:
+                    if item is None or (is_type_of is not None and is_type_of(item, info) is not True):
+                        break
+                    one = self._fill(plan, item, info)
+                    if one is None:
+                        break
+                    filled.append(one)
+                else:
+                    return filled
+        return super().complete_list_value(return_type, field_details_list, info, path, result, position_context)
+
     def complete_object_value(self, return_type: GraphQLObjectType, field_details_list: Any, info: Any, path: Any,
                               result: Any, position_context: Any) -> Any:
         manager = self.middleware_manager

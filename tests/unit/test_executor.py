@@ -69,6 +69,8 @@ def _answer(schema: strawberry.Schema, query: str) -> tuple[Any, list[tuple[str,
     "{ good { name @skip(if: true) colour price @include(if: false) { amount } __typename } }",
     "{ bad { name colour price { amount currency } } }",
     "{ bad { price { currency } } }",
+    "{ good { price { amount } } things: good { name colour } }",
+    "{ bad { note colour } }",
 ])
 def test_fast_paths_answer_like_graphql_core(query: str) -> None:
     assert _answer(fast, query) == _answer(plain, query)
