@@ -349,7 +349,11 @@ class ErpSource:
         async def fetch(wanted: list[int]) -> dict[int, list[dict[str, Any]]]:
             stmt = (select(*(ORDDTL.c[n] for n in LINE_MAP.raw_names if n != "OHCURR"), ORDHDR.c.OHCURR)
                     .join_from(ORDDTL, ORDHDR, ORDDTL.c.ODORNO == ORDHDR.c.OHORNO)
-                    .where(self.transport.key_in(ORDDTL.c.ODORNO, wanted)).order_by(ORDDTL.c.ODORNO, ORDDTL.c.ODLINE))
+                    # The keys on both sides: with them only on the lines, PostgreSQL's generic plan for a
+                    # key array hash-joins the whole order header table (10 ms instead of 0.25 ms).
+                    .where(self.transport.key_in(ORDDTL.c.ODORNO, wanted),
+                           self.transport.key_in(ORDHDR.c.OHORNO, wanted))
+                    .order_by(ORDDTL.c.ODORNO, ORDDTL.c.ODLINE))
             rows = await self.transport.rows("lines_of_orders", stmt, keys=len(wanted))
             return _group(rows, wanted, lambda r: int(r["ODORNO"]))
 
