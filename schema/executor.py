@@ -11,14 +11,30 @@ type refuses) goes down graphql-core's own path, which reports it exactly as bef
 The same goes for whole objects whose selected fields are all such leaves, or objects of that kind
 (an amount with its currency, a warehouse's code): the object's answer is built in one go from a plan
 made once per selection. If anything on the way is not plain data, the object takes the ordinary path.
+
+A relation that a list resolver already resolved (a line's product, a product's stock levels: see
+PRELOADED) counts as plain data too, once the principal holds the scopes of the field's permission; if
+it does not, or the relation was not resolved ahead, the ordinary path runs the resolver and the check.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLField, GraphQLObjectType, Undefined, get_nullable_type, is_leaf_type, is_object_type
+from graphql import (
+    GraphQLField,
+    GraphQLObjectType,
+    Undefined,
+    get_nullable_type,
+    is_leaf_type,
+    is_list_type,
+    is_object_type,
+)
+from strawberry.permission import PermissionExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from resolvers.permissions import Scopes
+from schema.types.common import NOT_LOADED
 
 DEFINITION = "strawberry-definition"
 
@@ -40,9 +56,27 @@ def _plain_leaf(field_def: GraphQLField) -> tuple[str, Any, bool] | None:
     return plain
 
 
-#: One field of an object plan: response key, attribute, leaf type (None: an object), nullable, sub-plan.
-Step = tuple[str, str, Any, bool, "Plan | None", Any]
+#: Resolver fields whose value a list resolver may have set ahead, and the attribute it is kept in.
+PRELOADED: dict[tuple[str, str], str] = {("OrderLine", "product"): "preloaded_product",
+                                         ("Product", "stock"): "preloaded_stock"}
+
+#: One field of an object plan: response key, attribute, leaf type (None: an object), nullable, sub-plan,
+#: the object's is_type_of, scopes the principal must hold (None: none), whether the value is a list.
+Step = tuple[str, str, Any, bool, "Plan | None", Any, "frozenset[str] | None", bool]
 Plan = tuple[Step, ...]
+
+
+def _required_scopes(strawberry_field: Any) -> frozenset[str] | None:
+    """The scopes a field's permission extensions require; None if it has others (not plannable)."""
+    required: set[str] = set()
+    for extension in strawberry_field.extensions:
+        if not isinstance(extension, PermissionExtension) or extension.fail_silently:
+            return None
+        for permission in extension.permissions:
+            if not isinstance(permission, Scopes):
+                return None
+            required |= permission.required
+    return frozenset(required)
 
 
 class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -67,26 +101,37 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return None
             plain = _plain_leaf(field_def)
             if plain is not None:
-                steps.append((response_key, plain[0], plain[1], plain[2], None, None))
+                steps.append((response_key, plain[0], plain[1], plain[2], None, None, None, False))
                 continue
             strawberry_field = (field_def.extensions or {}).get(DEFINITION)
-            sub_type = get_nullable_type(field_def.type)
-            if (strawberry_field is None or not strawberry_field.is_basic_field or field_def.args
-                    or not is_object_type(sub_type)):
+            if strawberry_field is None or field_def.args:
+                return None
+            nullable_type = get_nullable_type(field_def.type)
+            is_list = is_list_type(nullable_type)
+            sub_type = get_nullable_type(nullable_type.of_type) if is_list else nullable_type
+            preloaded = PRELOADED.get((object_type.name, node.name.value))
+            scopes = _required_scopes(strawberry_field) if preloaded else frozenset()
+            if not is_object_type(sub_type) or scopes is None or (is_list and not preloaded) or (
+                    not preloaded and not strawberry_field.is_basic_field):
                 return None
             sub_plan = self._plan(sub_type, details)
             if sub_plan is None:
                 return None
-            steps.append((response_key, strawberry_field.python_name, None, sub_type is field_def.type,
-                          sub_plan, sub_type.is_type_of))
+            steps.append((response_key, preloaded or strawberry_field.python_name, None,
+                          nullable_type is field_def.type, sub_plan, sub_type.is_type_of,
+                          scopes or None, is_list))
         plan = tuple(steps)
         plans[key] = (field_details_list, plan)
         return plan
 
     def _fill(self, plan: Plan, source: Any, info: Any) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
-        for response_key, name, leaf, nullable, sub_plan, is_type_of in plan:
+        for response_key, name, leaf, nullable, sub_plan, is_type_of, scopes, is_list in plan:
+            if scopes is not None and not info.context.principal.has(*scopes):
+                return None  # the ordinary path refuses the field, with its error at its path
             value = getattr(source, name, Undefined)
+            if value is NOT_LOADED:
+                return None
             if value is None:
                 if not nullable:
                     return None
@@ -102,6 +147,18 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 if coerced is None or coerced is Undefined:
                     return None
                 out[response_key] = coerced
+            elif is_list:
+                if not isinstance(value, list):
+                    return None
+                items = []
+                for item in value:
+                    if item is None or (is_type_of is not None and is_type_of(item, info) is not True):
+                        return None
+                    filled = self._fill(sub_plan, item, info)
+                    if filled is None:
+                        return None
+                    items.append(filled)
+                out[response_key] = items
             else:
                 if is_type_of is not None and is_type_of(value, info) is not True:
                     return None

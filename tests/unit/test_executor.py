@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import enum
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import strawberry
+from strawberry.permission import PermissionExtension
 
+from auth.principal import Principal, PrincipalKind
+from resolvers.permissions import Scopes
 from schema.executor import GatewayExecutionContext
+from schema.types.common import NOT_LOADED
 
 
 @strawberry.enum
@@ -82,3 +87,43 @@ def test_bad_values_still_fail_at_their_paths() -> None:
                                {"name": "b", "colour": "BLUE", "price": None}]
     assert data["bad"][2:] == [None, None]
     assert {path for _, path in errors} == {("bad", 2, "name"), ("bad", 3, "colour")}
+
+
+# A relation a list resolver resolved ahead still needs the field's scopes (schema.executor.PRELOADED).
+@strawberry.type(name="Product")
+class PreProduct:
+    sku: str
+
+
+@strawberry.type(name="OrderLine")
+class PreLine:
+    quantity: int
+    preloaded_product: strawberry.Private[object] = NOT_LOADED
+
+    @strawberry.field(extensions=[PermissionExtension([Scopes(frozenset({"inventory:read"}))], use_directives=False)])
+    def product(self) -> PreProduct | None:
+        return self.preloaded_product  # type: ignore[return-value]
+
+
+@strawberry.type
+class LineQuery:
+    @strawberry.field
+    def lines(self) -> list[PreLine]:
+        return [PreLine(quantity=2, preloaded_product=PreProduct(sku="X1"))]
+
+
+@pytest.mark.parametrize("scopes", [frozenset(), frozenset({"inventory:read"})])
+def test_a_preloaded_relation_still_needs_its_scope(scopes: frozenset[str]) -> None:
+    context = SimpleNamespace(principal=Principal(subject="u", kind=PrincipalKind.USER, scopes=scopes))
+    query = "{ lines { quantity product { sku } } }"
+    answers = [schema.execute_sync(query, context_value=context)
+               for schema in (strawberry.Schema(LineQuery, execution_context_class=GatewayExecutionContext),
+                              strawberry.Schema(LineQuery))]
+    assert answers[0].data == answers[1].data
+    fast, plain = ([(e.message, e.path) for e in answer.errors or ()] for answer in answers)
+    assert fast == plain
+    if scopes:
+        assert answers[0].data == {"lines": [{"quantity": 2, "product": {"sku": "X1"}}]}
+    else:
+        assert answers[0].data == {"lines": [{"quantity": 2, "product": None}]}
+        assert [e.extensions["code"] for e in answers[0].errors or ()] == ["FORBIDDEN"]
