@@ -38,22 +38,32 @@ from schema.types.common import NOT_LOADED
 
 DEFINITION = "strawberry-definition"
 
-#: GraphQL field -> (python attribute, its nullable leaf type, whether null is allowed); None: not plain.
-_plain: dict[int, tuple[str, Any, bool] | None] = {}
+#: id of a GraphQL field -> (the field, kept alive so its id is not reused; (python attribute, its
+#: nullable leaf type, whether null is allowed), or None: not plain).
+_plain: dict[int, tuple[GraphQLField, tuple[str, Any, bool] | None]] = {}
 
 
 def _plain_leaf(field_def: GraphQLField) -> tuple[str, Any, bool] | None:
-    found = _plain.get(id(field_def), Undefined)
-    if found is not Undefined:
-        return found  # type: ignore[return-value]
+    found = _plain.get(id(field_def))
+    if found is not None:
+        return found[1]
     strawberry_field = (field_def.extensions or {}).get(DEFINITION)
     plain: tuple[str, Any, bool] | None = None
     leaf = get_nullable_type(field_def.type)
     if (strawberry_field is not None and strawberry_field.is_basic_field and not field_def.args
             and is_leaf_type(leaf) and getattr(strawberry_field, "default_resolver", getattr) is getattr):
         plain = (strawberry_field.python_name, leaf, leaf is field_def.type)
-    _plain[id(field_def)] = plain  # the schema is built once per process: its fields live as long
+    _plain[id(field_def)] = (field_def, plain)
     return plain
+
+
+def _coerce(leaf: Any, value: Any) -> Any:
+    """A non-null leaf value as the answer carries it, or Undefined if the type refuses it."""
+    try:
+        coerced = leaf.coerce_output_value(value)
+    except Exception:
+        return Undefined
+    return Undefined if coerced is None else coerced
 
 
 #: Resolver fields whose value a list resolver may have set ahead, and the attribute it is kept in.
@@ -81,6 +91,34 @@ def _required_scopes(strawberry_field: Any) -> frozenset[str] | None:
 
 class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
     _plans: dict[tuple[Any, int], tuple[Any, Plan | None]]
+
+    @property
+    def _shortcuts(self) -> bool:
+        """No extension wraps resolvers (strawberry always passes a manager, empty unless one does)."""
+        manager = self.middleware_manager
+        return manager is None or not manager._middleware_resolvers
+
+    def _leaf(self, leaf: Any, nullable: bool, value: Any) -> Any:
+        """A plain leaf's answer, or Undefined when graphql-core's own path must report on it."""
+        if value is None:
+            return None if nullable else Undefined
+        if value is Undefined or value is NOT_LOADED or self.is_awaitable(value):
+            return Undefined
+        return _coerce(leaf, value)
+
+    def _fill_list(self, plan: Plan, items: Any, is_type_of: Any, info: Any) -> list[Any] | None:
+        """Every item of a list of plain objects, or None if one of them is not."""
+        if not isinstance(items, list):
+            return None
+        filled: list[Any] = []
+        for item in items:
+            if item is None or (is_type_of is not None and is_type_of(item, info) is not True):
+                return None
+            one = self._fill(plan, item, info)
+            if one is None:
+                return None
+            filled.append(one)
+        return filled
 
     def _plan(self, object_type: GraphQLObjectType, field_details_list: Any) -> Plan | None:
         """How to build this object's answer from plain attributes, or None if some field is not plain."""
@@ -130,34 +168,17 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if scopes is not None and not info.context.principal.has(*scopes):
                 return None  # the ordinary path refuses the field, with its error at its path
             value = getattr(source, name, Undefined)
-            if value is NOT_LOADED:
+            if sub_plan is None or value is None:
+                answer = self._leaf(leaf, nullable, value)
+                if answer is Undefined:
+                    return None
+                out[response_key] = answer
+            elif value is Undefined or value is NOT_LOADED or self.is_awaitable(value):
                 return None
-            if value is None:
-                if not nullable:
-                    return None
-                out[response_key] = None
-                continue
-            if value is Undefined or self.is_awaitable(value):
-                return None
-            if sub_plan is None:
-                try:
-                    coerced = leaf.coerce_output_value(value)
-                except Exception:
-                    return None
-                if coerced is None or coerced is Undefined:
-                    return None
-                out[response_key] = coerced
             elif is_list:
-                if not isinstance(value, list):
+                items = self._fill_list(sub_plan, value, is_type_of, info)
+                if items is None:
                     return None
-                items = []
-                for item in value:
-                    if item is None or (is_type_of is not None and is_type_of(item, info) is not True):
-                        return None
-                    filled = self._fill(sub_plan, item, info)
-                    if filled is None:
-                        return None
-                    items.append(filled)
                 out[response_key] = items
             else:
                 if is_type_of is not None and is_type_of(value, info) is not True:
@@ -172,29 +193,17 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                             position_context: Any) -> Any:
         """A list (a product's stock levels) of plain objects is filled item by item from one plan."""
         item_type = get_nullable_type(return_type.of_type)
-        manager = self.middleware_manager
-        if (isinstance(result, list) and is_object_type(item_type)
-                and (manager is None or not manager._middleware_resolvers)):
+        if isinstance(result, list) and is_object_type(item_type) and self._shortcuts:
             plan = self._plan(item_type, field_details_list)
             if plan is not None:
-                is_type_of = item_type.is_type_of
-                filled: list[Any] = []
-                for item in result:
-                    if item is None or (is_type_of is not None and is_type_of(item, info) is not True):
-                        break
-                    one = self._fill(plan, item, info)
-                    if one is None:
-                        break
-                    filled.append(one)
-                else:
+                filled = self._fill_list(plan, result, item_type.is_type_of, info)
+                if filled is not None:
                     return filled
         return super().complete_list_value(return_type, field_details_list, info, path, result, position_context)
 
     def complete_object_value(self, return_type: GraphQLObjectType, field_details_list: Any, info: Any, path: Any,
                               result: Any, position_context: Any) -> Any:
-        manager = self.middleware_manager
-        if (manager is None or not manager._middleware_resolvers) and (
-                return_type.is_type_of is None or return_type.is_type_of(result, info) is True):
+        if self._shortcuts and (return_type.is_type_of is None or return_type.is_type_of(result, info) is True):
             plan = self._plan(return_type, field_details_list)
             if plan is not None:
                 filled = self._fill(plan, result, info)
@@ -204,21 +213,13 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def execute_field(self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any,
                       position_context: Any) -> Any:
-        manager = self.middleware_manager  # strawberry always passes one, empty unless an extension resolves
-        if manager is None or not manager._middleware_resolvers:
+        if self._shortcuts:
             field_def = self.schema.get_field(parent_type, field_details_list[0].node.name.value)
             plain = _plain_leaf(field_def) if field_def is not None else None
             if plain is not None and not field_details_list[0].node.arguments:
                 name, leaf, nullable = plain
-                value = getattr(source, name, Undefined)
-                if value is None and nullable:
-                    return None
-                if value is not None and value is not Undefined and not self.is_awaitable(value):
-                    try:
-                        coerced = leaf.coerce_output_value(value)
-                    except Exception:
-                        coerced = None
-                    if coerced is not None and coerced is not Undefined:
-                        return coerced
+                answer = self._leaf(leaf, nullable, getattr(source, name, Undefined))
+                if answer is not Undefined:
+                    return answer
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
 
