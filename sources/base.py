@@ -107,17 +107,11 @@ class CallLog:
 
     def upstream_ms(self) -> float:
         """Wall time with at least one upstream call in flight: the floor under the request's latency."""
-        spans = sorted((c.ended - c.ms / 1000, c.ended) for c in self.calls)
-        total, current_start, current_end = 0.0, None, None
-        for start, end in spans:
-            if current_end is None or start > current_end:
-                if current_end is not None and current_start is not None:
-                    total += current_end - current_start
-                current_start, current_end = start, end
-            else:
-                current_end = max(current_end, end)
-        if current_end is not None and current_start is not None:
-            total += current_end - current_start
+        total, covered_to = 0.0, float("-inf")
+        for start, end in sorted((c.ended - c.ms / 1000, c.ended) for c in self.calls):
+            if end > covered_to:  # count only the part no earlier call already covered
+                total += end - max(start, covered_to)
+                covered_to = end
         return total * 1000
 
     def stale_sources(self) -> dict[str, float]:

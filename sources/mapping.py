@@ -250,14 +250,9 @@ class RecordMap(Generic[R]):
 
     record: type[R]
     fields: Mapping[str, Field]
-    # (name, field, the one top-level key or None) per field, worked out once: convert() runs per row.
-    _plan: tuple[tuple[str, Field, str | None], ...] = dataclass_field(init=False, repr=False, compare=False)
     _fast: Callable[[Mapping[str, Any]], R] = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        plan = tuple((name, f, f.raw if isinstance(f.raw, str) and "." not in f.raw else None)
-                     for name, f in self.fields.items())
-        object.__setattr__(self, "_plan", plan)
         object.__setattr__(self, "_fast", self._compile())
 
     def _compile(self) -> Callable[[Mapping[str, Any]], R]:
@@ -266,7 +261,7 @@ class RecordMap(Generic[R]):
         left to the field-by-field conversion, which names the field and value."""
         names: dict[str, Any] = {"_record": self.record, "_lookup": _lookup}
         args = []
-        for i, (name, f, _) in enumerate(self._plan):
+        for i, (name, f) in enumerate(self.fields.items()):
             names[f"_c{i}"] = f.convert
             reads = []
             for j, path in enumerate(f.paths):
@@ -301,9 +296,8 @@ class RecordMap(Generic[R]):
 
     def _convert_fields(self, raw: Mapping[str, Any]) -> R:
         values: dict[str, Any] = {}
-        for name, f, key in self._plan:
-            # The common case first: one column or top-level JSON key.
-            args = [raw[key]] if key is not None and key in raw else [_lookup(raw, p, f.default) for p in f.paths]
+        for name, f in self.fields.items():
+            args = [_lookup(raw, path, f.default) for path in f.paths]
             try:
                 values[name] = f.convert(*args)
             except MappingError as exc:
