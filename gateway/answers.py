@@ -30,7 +30,6 @@ from typing import Any
 
 import orjson
 import structlog
-from aiocache.base import BaseCache
 from graphql import DocumentNode, parse
 
 from auth.principal import Principal
@@ -53,13 +52,14 @@ class Answer:
 
 
 class AnswerCache:
-    def __init__(self, sources: SourceCache, *, backend: BaseCache | None = None,
-                 clock: Callable[[], float] = time.time, max_bytes: int = 1_000_000) -> None:
+    def __init__(self, sources: SourceCache, *, clock: Callable[[], float] = time.time,
+                 max_bytes: int = 1_000_000) -> None:
         self.sources = sources
-        self.backend = backend or sources.backend
+        self.backend = sources.backend
         self.clock = clock
         self.max_bytes = max_bytes
-        self.hits = self.misses = self.stores = 0
+        #: Every operation with a cache policy: what an answer can be built from.
+        self.operations = [(s, o) for s, _, o in (name.partition(".") for name in sources.policies) if o != "*"]
 
     def key(self, principal: Principal, document: str, operation_name: str | None, variables: Any) -> str:
         # Who may see what is the subject, its partner and its scopes; a refreshed JWT (new jti) still hits.
@@ -72,7 +72,6 @@ class AnswerCache:
         try:
             entry = await self.backend.get(key)
             if entry is None:
-                self.misses += 1
                 return None
             raw = entry.encode() if isinstance(entry, str) else bytes(entry)  # Redis hands back text
             head, _, data = raw.partition(b"\n")
@@ -84,17 +83,14 @@ class AnswerCache:
             log.warning("answer_cache_unavailable", error=str(exc))
             return None
         if age > meta["ttl"] or generations != [g for _, _, g in meta["deps"]]:
-            self.misses += 1
             return None
-        self.hits += 1
         return Answer(data, age)
 
     async def snapshot(self) -> dict[tuple[str, str], int]:
         """The invalidation counts of every cached operation, taken before executing: an invalidation
         that lands while the answer is being computed then keeps that answer from being served."""
-        operations = [(s, o) for s, _, o in (name.partition(".") for name in self.sources.policies) if o != "*"]
         try:
-            return dict(zip(operations, await self.sources.answer_generations(operations), strict=True))
+            return dict(zip(self.operations, await self.sources.answer_generations(self.operations), strict=True))
         except BACKEND_ERRORS as exc:
             log.warning("answer_cache_unavailable", error=str(exc))
             return {}
@@ -113,5 +109,4 @@ class AnswerCache:
         except BACKEND_ERRORS as exc:
             log.warning("answer_store_failed", error=str(exc))
             return False
-        self.stores += 1
         return True

@@ -100,7 +100,6 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
                                         clock=monotonic)
         answers = (AnswerCache(services.cache, clock=clock) if settings.cache.enabled and settings.cache.answers
                    else None)
-        app.state.answers = answers
         app.state.tokens = SqlTokenStore(db)
         app.state.documents = DocumentStore(db)
         audit = await start_audit(settings, db) if settings.audit.enabled else None
