@@ -18,7 +18,7 @@ from sources.errors import SourceTimeout, SourceUnavailable
 from sources.resilience import Resilience, ResiliencePolicy
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _: Any = None) -> None:
     """WAL lets readers and one writer work at once; FULL sync makes a commit survive a crash."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -41,7 +41,7 @@ def make_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> As
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, **options)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, **options)
 

@@ -6,8 +6,8 @@ loop), and records that arrive during a commit are committed together as soon as
 grow with the load and a lone request never waits for company. `window_ms` (0 by default) adds a wait
 before each commit for larger batches still. Each request waits for its record's commit before its
 answer is sent, so an answered request always has its record, even if the process is killed the next
-instant. Every process is its own writer with its
-own chain (`writer`, `seq`, `prev_hash`, `hash`), so concurrent writers never fork a chain.
+instant. Every process is its own writer with its own chain (`writer`, `seq`, `prev_hash`, `hash`),
+so concurrent writers never fork a chain.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.audit import GENESIS, AuditRecord, chain_hash
+from sources.sql import sqlite_pragmas
 
 log = structlog.get_logger("gateway.audit")
 
@@ -72,8 +73,7 @@ class _SqliteWriter:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
-                conn.execute(f"PRAGMA {pragma}")
+            sqlite_pragmas(conn)  # the same as the engine's connections: WAL, synchronous=FULL, busy timeout
             self._conn = conn
         return self._conn
 
