@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,16 +25,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench.stack import free_port, percentile
 from demo.run import _wait_for_port
 
 QUERY = {"query": "{ health { status } }"}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _config(folder: Path, audit: bool) -> Path:
@@ -89,11 +82,6 @@ def _drive_wrk(url: str, concurrency: int, seconds: float, rate: float) -> tuple
     return int(re.search(r"^N (\d+)$", out, re.M)[1]), pcts  # type: ignore[index]
 
 
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -108,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name, audit in (("audit off", False), ("audit on", True)):
-            port = _port()
+            port = free_port()
             env = {**os.environ, "GATEWAY_CONFIG": str(_config(folder, audit))}
             process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],  # noqa: S603
                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -119,7 +107,7 @@ def main() -> None:
                     results[name] = _drive_wrk(url, args.concurrency, args.seconds, args.rate)
                 else:
                     values = asyncio.run(_drive(url, args.concurrency, args.seconds))
-                    results[name] = len(values), {p: _pct(values, p) for p in (50, 95, 99)}
+                    results[name] = len(values), {p: percentile(values, p) for p in (50, 95, 99)}
             finally:
                 process.terminate()
                 process.wait(timeout=10)

@@ -17,15 +17,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench.stack import percentile
 from demo.run import demo_jwt
 from demo.secrets import load_or_create
 
 QUERY = (Path(__file__).parents[1] / "gateway" / "static" / "examples" / "01-customer-360.graphql").read_text()
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:

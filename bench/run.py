@@ -48,7 +48,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench.stack import Stack
+from bench.stack import Stack, percentile
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "gateway" / "static" / "examples"
@@ -274,11 +274,6 @@ def drive_wrk(url: str, scenario: Scenario, concurrency: int, seconds: float, ti
 # --- the Python driver, when wrk is missing ------------------------------------------------------------------
 
 
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else 0.0
-
-
 async def drive_httpx(url: str, scenario: Scenario, concurrency: int, seconds: float,
                       request_timeout: float) -> Load:
     """Closed-loop load from `concurrency` asyncio tasks (the driver itself costs CPU on a small machine)."""
@@ -310,8 +305,8 @@ async def drive_httpx(url: str, scenario: Scenario, concurrency: int, seconds: f
         started = time.perf_counter()
         await asyncio.gather(*(worker(client, n) for n in range(concurrency)))
         result.seconds = time.perf_counter() - started
-    result.p50_ms, result.p90_ms = _r(_pct(latencies, 50)), _r(_pct(latencies, 90))
-    result.p95_ms, result.p99_ms = _r(_pct(latencies, 95)), _r(_pct(latencies, 99))
+    result.p50_ms, result.p90_ms = _r(percentile(latencies, 50)), _r(percentile(latencies, 90))
+    result.p95_ms, result.p99_ms = _r(percentile(latencies, 95)), _r(percentile(latencies, 99))
     return result
 
 

@@ -40,6 +40,12 @@ class Latencies:
     partners_ms: float = 25.0
 
 
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank percentile `p` of `values` (0 for none)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else 0.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
