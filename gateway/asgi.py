@@ -9,4 +9,4 @@ from gateway.settings import load_settings
 
 
 def create() -> Starlette:
-    return build_app(load_settings())
+    return build_app(load_settings(), served=True)

@@ -118,6 +118,9 @@ class ServerSettings(_Strict):
     expose_upstream_calls_to_partners: bool = Field(
         False, description="with expose_upstream_calls: to partners too (benchmarks; it names internal systems)")
     max_page_size: int = Field(100, ge=1, le=1000)
+    gc_threshold: int = Field(
+        50_000, ge=0, description="`gateway serve`: allocations between young-generation garbage collections "
+        "(0: Python's default); start-up objects are frozen out of collection either way")
 
 
 class AuthSettings(_Strict):

@@ -211,6 +211,14 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     return filled
         return super().complete_object_value(return_type, field_details_list, info, path, result, position_context)
 
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        response = super().build_response(data)
+        # graphql-core's helpers hold bound methods of this context, a reference cycle that would keep the
+        # whole request (its context, loaders and every record read) alive until the cyclic garbage
+        # collector gets round to it. Execution is over: break the cycle so that all of it is freed now.
+        del self.async_helpers
+        return response
+
     def execute_field(self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any,
                       position_context: Any) -> Any:
         if self._shortcuts:
