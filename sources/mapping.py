@@ -8,6 +8,7 @@ on its own and a new legacy quirk is one more converter, not new adapter code.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -80,6 +81,13 @@ def email(value: str | None) -> str | None:
 def phone(region: str = "US") -> Converter:
     """Any human or legacy phone format to E.164; unusable numbers become None rather than junk."""
 
+    @functools.lru_cache(maxsize=65_536)  # parsing is slow and the same customers' numbers recur
+    def parse(value: str) -> str | None:
+        return convert(value)
+
+    def cached(value: str | None) -> str | None:
+        return parse(value) if isinstance(value, str) else convert(value)
+
     def convert(value: str | None) -> str | None:
         cleaned = strip(value)
         if cleaned is None:
@@ -94,7 +102,7 @@ def phone(region: str = "US") -> Converter:
             return None
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
-    return convert
+    return cached
 
 
 def money_cents(cents: Any, currency: str | None) -> Money:

@@ -94,8 +94,17 @@ class SupplierOffer:
         return await Product.load(info, self.record.item)
 
 
-def _levels(found: Iterable[ErpStock], table: dict[str, ErpWarehouse]) -> list[StockLevel]:
-    return [StockLevel.of(s, Warehouse.of(w) if (w := table.get(s.warehouse)) else None) for s in found]
+def _levels(found: Iterable[ErpStock], table: dict[str, ErpWarehouse],
+            made: dict[str, Warehouse] | None = None) -> list[StockLevel]:
+    """Stock levels with their warehouses; `made` shares one Warehouse object per code across calls."""
+    made = {} if made is None else made
+    levels = []
+    for s in found:
+        warehouse = made.get(s.warehouse)
+        if warehouse is None and (w := table.get(s.warehouse)) is not None:
+            warehouse = made[s.warehouse] = Warehouse.of(w)
+        levels.append(StockLevel.of(s, warehouse))
+    return levels
 
 
 @strawberry.type(description="An item of the ERP's item master.")
@@ -139,9 +148,10 @@ class Product(relay.Node):
                 table = await ctx.loaders.load(services.erp.warehouse_table, WAREHOUSES) or {}
         except SourceError:
             return products
+        made: dict[str, Warehouse] = {}
         for product, levels in zip(products, stock, strict=True):
             if product is not None:
-                product.preloaded_stock = _levels(levels or (), table)
+                product.preloaded_stock = _levels(levels or (), table, made)
         return products
 
     @classmethod
