@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Executable, any_, bindparam, event, text
+from sqlalchemy import ARRAY, ColumnElement, Executable, Select, any_, bindparam, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sources.base import Health, SourceCall, ms_since, record_call
 from sources.errors import SourceTimeout, SourceUnavailable
@@ -46,6 +47,40 @@ def make_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> As
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, **options)
 
 
+class DriverError(Exception):
+    """A statement run on the driver itself failed (its own exception is the cause)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A read statement compiled once (see `SqlTransport.prepare`)."""
+
+    statement: Executable
+    sql: str | None = None  # the driver's own text, or None: SQLAlchemy runs the statement
+    #: per positional parameter of `sql`: its name, its value unless given at execution, its type conversion
+    binds: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...] = ()
+
+
+async def _driver_rows(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A prepared statement's rows, run by asyncpg on this pooled connection (its statement cache included)."""
+    args = []
+    for name, default, process in prepared.binds:
+        value = params.get(name, default)
+        args.append(value if process is None else process(value))
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    try:
+        records = await driver.fetch(prepared.sql, *args)
+    except BaseException as exc:
+        # Whatever state the driver is in now (cancelled mid-statement, connection lost), it does not go
+        # back to the pool; a server error (a bad statement) is a failure of this read like any other.
+        await conn.invalidate()
+        if isinstance(exc, Exception) and not isinstance(exc, OSError | TimeoutError | asyncio.CancelledError):
+            raise DriverError(f"{type(exc).__name__}: {exc}") from exc
+        raise
+    return [dict(record) for record in records]
+
+
 class SqlTransport:
     """Runs read statements for one source: one pooled engine, a deadline per statement."""
 
@@ -57,39 +92,86 @@ class SqlTransport:
         self.engine = engine or make_engine(url, pool_size=pool_size, read_only=True)
         self._array_keys = self.engine.dialect.name == "postgresql"
 
-    def key_in(self, column: Any, keys: Sequence[Any]) -> ColumnElement[bool]:
-        """`column IN keys`, written so that the statement's text does not depend on how many keys there are.
+    def key_in(self, column: Any, name: str = "keys", values: Sequence[Any] | None = None) -> ColumnElement[bool]:
+        """`column IN <parameter name>`, written so that the statement's text does not depend on how many keys
+        there are; the keys go in at execution (`params={name: transport.key_values(keys)}`), or now as
+        `values`.
 
         Drivers that prepare statements (asyncpg) pay a round trip to prepare each new text; with one text
         per query shape the prepared statement is reused. PostgreSQL takes the keys as one array parameter
-        (`= ANY($1)`, still an index lookup); elsewhere the list is padded to the next power of two by
-        repeating its last key, so a batch of any size uses one of a handful of texts.
+        (`= ANY($1)`, still an index lookup); elsewhere the list expands at execution, padded to the next
+        power of two by `key_values`, so a batch of any size uses one of a handful of texts.
         """
         if self._array_keys:
-            return column == any_(bindparam(None, list(keys), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
-        padded = list(keys)
-        if padded:
-            padded.extend(padded[-1:] * ((1 << (len(padded) - 1).bit_length()) - len(padded)))
-        return column.in_(padded)  # type: ignore[no-any-return]
+            array = ARRAY(column.type)
+            param = bindparam(name, type_=array) if values is None else bindparam(name, list(values), type_=array)
+            return column == any_(param)  # type: ignore[no-any-return]
+        if values is None:
+            return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+        return column.in_(self.key_values(values))  # type: ignore[no-any-return]
 
-    async def rows(self, operation: str, statement: Executable, *, keys: int = 0) -> Sequence[dict[str, Any]]:
+    @property
+    def _instrumented(self) -> bool:
+        """Whether something listens to statement execution (tracing, statement counts): it then sees every
+        statement, since every statement goes through SQLAlchemy."""
+        dispatch = self.engine.sync_engine.dispatch
+        return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+
+    def key_values(self, keys: Sequence[Any]) -> list[Any]:
+        """The value of a `key_in` parameter for these keys."""
+        padded = list(keys)
+        if padded and not self._array_keys:
+            padded.extend(padded[-1:] * ((1 << (len(padded) - 1).bit_length()) - len(padded)))
+        return padded
+
+    def prepare(self, statement: Executable) -> Prepared:
+        """A statement to run many times: compiled once here rather than at every execution.
+
+        On asyncpg a prepared SELECT whose parameters and columns need no type conversion runs as its
+        compiled text on the pooled connection's driver: SQLAlchemy's per-execution work (cache key,
+        execution context, result wrapping) is about 0.45 ms of CPU per statement, half of all its cost.
+        Anything else runs through SQLAlchemy as usual, and so does everything while a listener watches
+        statement execution (tracing, tests that count statements).
+        """
+        dialect = self.engine.dialect
+        if dialect.driver != "asyncpg" or not isinstance(statement, Select):
+            return Prepared(statement)
+        if any(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.selected_columns):
+            return Prepared(statement)
+        compiled = statement.compile(dialect=dialect)
+        if compiled.post_compile_params or compiled.literal_execute_params or compiled.positiontup is None:
+            return Prepared(statement)  # parameters that expand at execution (IN lists): SQLAlchemy renders them
+        defaults = compiled.params
+        binds = tuple((name, defaults.get(name), compiled.binds[name].type.dialect_impl(dialect).bind_processor(
+            dialect)) for name in compiled.positiontup)
+        return Prepared(statement, str(compiled), binds)
+
+    async def rows(self, operation: str, statement: Executable | Prepared, *, params: Mapping[str, Any] | None = None,
+                   keys: int = 0) -> Sequence[dict[str, Any]]:
         """All rows of a statement as plain dicts (cacheable, and free of driver types); reads are retried."""
-        return await self.resilience.call(operation, lambda: self._rows_once(operation, statement, keys),
+        return await self.resilience.call(operation, lambda: self._rows_once(operation, statement, params, keys),
                                           idempotent=True)
 
-    async def _rows_once(self, operation: str, statement: Executable, keys: int) -> Sequence[dict[str, Any]]:
+    async def _rows_once(self, operation: str, statement: Executable | Prepared, params: Mapping[str, Any] | None,
+                         keys: int) -> Sequence[dict[str, Any]]:
         started = time.perf_counter()
         status = "ok"
         try:
             async with asyncio.timeout(self.timeout_s):
                 async with self.engine.connect() as conn:
-                    result = await conn.execute(statement)
-                    # Plain str keys (drivers may hand out str subclasses), so rows serialise for the cache.
-                    return [{str(k): v for k, v in row.items()} for row in result.mappings()]
+                    if isinstance(statement, Prepared):
+                        if statement.sql is not None and not self._instrumented:
+                            return await _driver_rows(conn, statement, params or {})
+                        statement = statement.statement
+                    result = await conn.execute(statement, params)
+                    # Plain str keys (drivers may hand out str subclasses), so rows serialise for the cache;
+                    # zipped from plain tuples, which is several times cheaper than row mappings.
+                    names = [str(k) for k in result.keys()]  # noqa: SIM118 - a result, not a dict
+                    return [dict(zip(names, row, strict=True)) for row in result]
         except TimeoutError as exc:
             status = SourceTimeout.code
             raise SourceTimeout(self.name, f"{operation} exceeded {self.timeout_s}s") from exc
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, DriverError) as exc:
             status = SourceUnavailable.code
             raise SourceUnavailable(self.name, f"{operation} failed: {exc}") from exc
         finally:

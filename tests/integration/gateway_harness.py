@@ -7,9 +7,10 @@ can check upstream call counts independently of the gateway's own records.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,17 @@ class Harness:
     faults: Mapping[str, Faults]
     secrets: DemoSecrets
     sql: list[str] = field(default_factory=list)
+    #: Stops and restarts counting SQL statements (set by running_gateway).
+    watch_sql: Callable[[bool], None] = lambda on: None
+
+    @contextlib.contextmanager
+    def unwatched_sql(self) -> Iterator[None]:
+        """Nothing listens to statement execution meanwhile, so reads run as in production (sources.sql)."""
+        self.watch_sql(False)
+        try:
+            yield
+        finally:
+            self.watch_sql(True)
 
     def reset_counts(self) -> None:
         for transport in self.upstream.values():
@@ -176,9 +188,15 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets:
             harness.sql.append(statement)
 
         engine = services.erp.transport.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", on_statement)
+
+        def watch_sql(on: bool) -> None:
+            (event.listen if on else event.remove)(engine, "before_cursor_execute", on_statement)
+
+        harness.watch_sql = watch_sql
+        watch_sql(True)
         try:
             async with harness.client:
                 yield harness
         finally:
-            event.remove(engine, "before_cursor_execute", on_statement)
+            if event.contains(engine, "before_cursor_execute", on_statement):
+                watch_sql(False)

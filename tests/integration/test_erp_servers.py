@@ -41,6 +41,11 @@ async def _compare(url: str, world: World, gateway: Harness, tmp_path: Path) -> 
     expected = await _answers(gateway, world)
     async with running_gateway(world, url, tmp_path / "gateway.db") as other:
         assert await _answers(other, world) == expected
+        with other.unwatched_sql():  # as in production: on PostgreSQL, prepared reads run on the driver itself
+            unwatched = await _answers(other, world)
+        assert [a["data"] for a in unwatched] == [e["data"] for e in expected]
+        statements = other.app.state.services.erp._statements.values()
+        assert any(s.sql for s in statements) == url.startswith("postgresql"), statements
 
 
 @pytest.mark.postgres
