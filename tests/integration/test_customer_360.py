@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -95,3 +96,24 @@ async def test_customer_360_reads_what_hangs_off_one_key_in_one_wave(gw: Harness
     assert start("orders_of_customers") < end("customers")
     assert start("stock_of_items") < end("items") and start("warehouses") < end("items")
     assert start("lines_of_orders") >= end("orders_of_customers")  # lines need the order numbers
+
+
+async def test_an_answered_request_is_freed_without_the_cycle_collector(gw: Harness, world: World) -> None:
+    """Served gateways collect cyclic garbage rarely (gateway.app.tune_gc): a request must not need it.
+
+    Everything a request read hangs off its context and loaders; a reference cycle holding them would
+    keep it all until the next full collection, which then walks it all.
+    """
+    from resolvers.loaders import Loaders
+
+    c = linked_customer(world, min_orders=11, min_interactions=5)
+    await gw.query(CUSTOMER_360, {"id": global_id("Customer", c.erp_number)})  # warm: schema and plans built
+    gc.collect()
+    gc.disable()
+    try:
+        body = await gw.query(CUSTOMER_360, {"id": global_id("Customer", c.erp_number)})
+        alive = [o for o in gc.get_objects() if type(o) is Loaders]
+    finally:
+        gc.enable()
+    assert "errors" not in body, body
+    assert alive == []
