@@ -77,12 +77,18 @@ def _first_only(info: GatewayInfo, node: FieldNode, default: int) -> int | None:
     return first
 
 
-async def prefetch(info: GatewayInfo, key: str) -> None:
-    """Start, with the customer's own lookup, the loads its selected fields will make (resolvers.prefetch).
+#: Customer fields answered from the ERP record.
+ERP_FIELDS = ("creditLimit", "balance", "availableCredit", "paymentTerms", "status")
+
+
+async def prefetch(info: GatewayInfo, key: str, *, at: tuple[str, ...] = ()) -> None:
+    """Start, with the customer's own lookup, the loads its selected fields (at path `at`) will make.
 
     The customer's ERP record, its CRM record, its orders and its interactions all hang off the key and
-    the crosswalk, so they are read in one wave instead of two.
+    the crosswalk, so they are read in one wave instead of two; its orders' lines follow as soon as the
+    orders arrive (resolvers.prefetch).
     """
+    from schema.types.order import Order
     from sources.crm import InteractionQuery
     from sources.erp import OrderQuery
 
@@ -97,15 +103,21 @@ async def prefetch(info: GatewayInfo, key: str) -> None:
     else:
         link = index.by_erp.get(key)
         erp_number, crm_id = key, (link.crm_id if link else None)
-    if erp_number is not None and (orders := selection(info, "orders")) and may_resolve(info, "Customer.orders"):
-        first = _first_only(info, orders, 10)
-        if first is not None:
-            prefetch_load(info, services.erp.orders_of_customers, erp_number, OrderQuery(first=first))
+    if erp_number is not None:
+        if (orders := selection(info, *at, "orders")) and may_resolve(info, "Customer.orders"):
+            first = _first_only(info, orders, 10)
+            if first is not None:
+                nodes = (*at, "orders", "edges", "node")
+                prefetch_load(info, services.erp.orders_of_customers, erp_number, OrderQuery(first=first),
+                              then=lambda page: Order.prefetch(info, page.items, at=nodes))
+        erp_fields = ERP_FIELDS if crm_id is not None else (*ERP_FIELDS, "name", "phone")  # no CRM: the ERP names
+        if any(selects(info, *at, name) and may_resolve(info, f"Customer.{name}") for name in erp_fields):
+            prefetch_load(info, services.erp.customers, erp_number)
     if crm_id is None:
         return
-    if any(selects(info, name) and may_resolve(info, f"Customer.{name}") for name in CRM_FIELDS):
+    if any(selects(info, *at, name) and may_resolve(info, f"Customer.{name}") for name in CRM_FIELDS):
         prefetch_load(info, services.crm.customers, crm_id)
-    if (interactions := selection(info, "interactions")) and may_resolve(info, "Customer.interactions"):
+    if (interactions := selection(info, *at, "interactions")) and may_resolve(info, "Customer.interactions"):
         first = _first_only(info, interactions, 10)
         if first is not None:
             prefetch_load(info, services.crm.interactions_of, crm_id, InteractionQuery(first=first))

@@ -10,6 +10,7 @@ from strawberry import relay
 from auth.audit import AuditFilter
 from resolvers import customer as customers
 from resolvers.permissions import purchase_order_supplier_filter
+from resolvers.prefetch import send
 from schema.types.audit import AuditEvent, AuditEventFilter
 from schema.types.common import (
     Connection,
@@ -109,11 +110,15 @@ class Query:
         if query.customer and query.customer.startswith(customers.CRM_PREFIX):
             return to_connection(Slice.empty(), Order.of)  # a CRM-only customer has no ERP orders
         result = await info.context.services.erp.order_page(query)
+        # The page's lines and customers are read now, while the orders are being resolved, not after.
+        Order.prefetch(info, result.items, at=("edges", "node"))
+        await Order.prefetch_customers(info, result.items, at=("edges", "node"))
+        await send()
         return to_connection(result, Order.of)
 
     @strawberry.field(description="A product by SKU.")
     async def product(self, info: GatewayInfo, sku: str) -> Product | None:
-        Product.prefetch(info, sku.strip())
+        Product.prefetch(info, [sku.strip()])
         return await Product.load(info, sku.strip())
 
     @strawberry.field(description="Products, in SKU order.")

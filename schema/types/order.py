@@ -11,7 +11,7 @@ from strawberry import relay
 
 from resolvers import customer as customers
 from resolvers.permissions import check_node_type, visible_shipments
-from resolvers.prefetch import may_resolve, selects
+from resolvers.prefetch import may_resolve, prefetch, selection, selects
 from schema.types.common import NOT_LOADED, GatewayInfo, Money, OrderStatus, ShipmentStatus, load_node, load_nodes
 from sources.erp import ErpOrder, ErpOrderLine
 from sources.partners import Shipment as ShipmentRecord
@@ -54,7 +54,7 @@ class OrderLine:
     async def _product(self, info: GatewayInfo) -> Product | None:
         from schema.types.product import Product
 
-        Product.prefetch(info, self.record.item)
+        Product.prefetch(info, [self.record.item])
         return await Product.load(info, self.record.item)
 
 
@@ -72,6 +72,29 @@ class Order(relay.Node):
         return cls(key=str(record.number), record=record, number=str(record.number), status=record.status,
                    placed_at=record.placed,
                    total=Money(amount=record.total.amount, currency=record.total.currency))
+
+    @staticmethod
+    def prefetch(info: GatewayInfo, orders: Iterable[ErpOrder], *, at: tuple[str, ...]) -> None:
+        """Start the loads the selected fields of these orders (at path `at`) will make: their lines, then,
+        as soon as the lines arrive, the lines' products (resolvers.prefetch)."""
+        if not (selects(info, *at, "lines") and may_resolve(info, "Order.lines")):
+            return
+        products = (*at, "lines", "product")
+        then = None
+        if selects(info, *products) and may_resolve(info, "OrderLine.product"):
+            def then(lines: tuple[ErpOrderLine, ...] | None) -> None:
+                from schema.types.product import Product
+
+                Product.prefetch(info, [line.item for line in lines or ()], at=products, items=True)
+        for order in orders:
+            prefetch(info, info.context.services.erp.lines_of_orders, order.number, then=then)
+
+    @staticmethod
+    async def prefetch_customers(info: GatewayInfo, orders: Iterable[ErpOrder], *, at: tuple[str, ...]) -> None:
+        """Start the loads the selected fields of these orders' customers (at path `at`) will make."""
+        if selection(info, *at, "customer") and may_resolve(info, "Order.customer"):
+            for number in dict.fromkeys(order.customer for order in orders):
+                await customers.prefetch(info, number, at=(*at, "customer"))
 
     @strawberry.field
     async def customer(self, info: GatewayInfo) -> CustomerRef | None:

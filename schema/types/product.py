@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -16,7 +16,7 @@ from resolvers.permissions import (
     visible_offers,
     visible_purchase_orders,
 )
-from resolvers.prefetch import may_resolve, prefetch, selects
+from resolvers.prefetch import may_resolve, prefetch, prefetch_many, selects
 from schema.types.common import NOT_LOADED, GatewayInfo, Money, load_node, load_nodes
 from sources.erp import ErpItem, ErpStock, ErpWarehouse
 from sources.errors import SourceError
@@ -132,8 +132,7 @@ class Product(relay.Node):
         """
         ctx = info.context
         services = ctx.services
-        for sku in skus:
-            Product.prefetch(info, sku, at=at)
+        Product.prefetch(info, skus, at=at)
         try:
             items = await ctx.loaders.load_many(services.erp.items, skus)
         except SourceError:
@@ -178,24 +177,27 @@ class Product(relay.Node):
         return _levels(found, table)
 
     @staticmethod
-    def prefetch(info: GatewayInfo, sku: str, *, at: tuple[str, ...] = ()) -> None:
-        """Start the loads the selected fields of a product (at path `at`) will make, with the item's."""
+    def prefetch(info: GatewayInfo, skus: Collection[str], *, at: tuple[str, ...] = (), items: bool = False) -> None:
+        """Start the loads the selected fields of these products (at path `at`) will make; with `items`, the
+        items themselves too (otherwise the caller is loading them now)."""
         ctx = info.context
         services = ctx.services
+        if items:
+            prefetch_many(info, services.erp.items, skus)
         wants_stock = selects(info, *at, "stock")
         wants_offers = selects(info, *at, "offers") and may_resolve(info, "Product.offers")
         if ctx.principal.partner:
             # Partners see stock only of items they supply, which takes their offers; stock itself waits
             # for that check, so nothing is read that the check might refuse.
             if wants_stock or wants_offers:
-                prefetch(info, services.supplier.offers_for_items, sku)
+                prefetch_many(info, services.supplier.offers_for_items, skus)
             return
         if wants_stock:
-            prefetch(info, services.erp.stock_of_items, sku)
-            if selects(info, *at, "stock", "warehouse"):
+            prefetch_many(info, services.erp.stock_of_items, skus)
+            if skus and selects(info, *at, "stock", "warehouse"):
                 prefetch(info, services.erp.warehouse_table, WAREHOUSES)
         if wants_offers:
-            prefetch(info, services.supplier.offers_for_items, sku)
+            prefetch_many(info, services.supplier.offers_for_items, skus)
 
     @strawberry.field(description="The main supplier in the item master.")
     async def main_supplier(self, info: GatewayInfo) -> PartnerRef | None:
