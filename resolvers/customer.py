@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from graphql import FieldNode
 
-from resolvers.prefetch import arguments, may_resolve, selection, selects
+from resolvers.prefetch import arguments, may_resolve, prefetch_many, selection, selects
 from resolvers.prefetch import prefetch as prefetch_load
 from sources.crm import CrmCustomer, CustomerQuery
 from sources.crosswalk import CrosswalkIndex
@@ -81,10 +81,10 @@ def _first_only(info: GatewayInfo, node: FieldNode, default: int) -> int | None:
 ERP_FIELDS = ("creditLimit", "balance", "availableCredit", "paymentTerms", "status")
 
 
-async def prefetch(info: GatewayInfo, key: str, *, at: tuple[str, ...] = ()) -> None:
-    """Start, with the customer's own lookup, the loads its selected fields (at path `at`) will make.
+async def prefetch(info: GatewayInfo, keys: Iterable[str], *, at: tuple[str, ...] = ()) -> None:
+    """Start, with the customers' own lookup, the loads their selected fields (at path `at`) will make.
 
-    The customer's ERP record, its CRM record, its orders and its interactions all hang off the key and
+    A customer's ERP record, its CRM record, its orders and its interactions all hang off the key and
     the crosswalk, so they are read in one wave instead of two; its orders' lines follow as soon as the
     orders arrive (resolvers.prefetch).
     """
@@ -92,35 +92,43 @@ async def prefetch(info: GatewayInfo, key: str, *, at: tuple[str, ...] = ()) -> 
     from sources.crm import InteractionQuery
     from sources.erp import OrderQuery
 
-    ctx = info.context
-    services = ctx.services
+    services = info.context.services
     index = await services.crosswalk.index()
-    erp_number: str | None
-    crm_id: str | None
-    if key.startswith(CRM_PREFIX):
-        link = index.by_crm.get(key[len(CRM_PREFIX):])
-        erp_number, crm_id = (link.erp_number if link else None), key[len(CRM_PREFIX):]
-    else:
-        link = index.by_erp.get(key)
-        erp_number, crm_id = key, (link.crm_id if link else None)
-    if erp_number is not None:
-        if (orders := selection(info, *at, "orders")) and may_resolve(info, "Customer.orders"):
-            first = _first_only(info, orders, 10)
-            if first is not None:
-                nodes = (*at, "orders", "edges", "node")
-                prefetch_load(info, services.erp.orders_of_customers, erp_number, OrderQuery(first=first),
+
+    def wanted(*names: str) -> bool:
+        return any(selects(info, *at, name) and may_resolve(info, f"Customer.{name}") for name in names)
+
+    orders = selection(info, *at, "orders") if may_resolve(info, "Customer.orders") else None
+    orders_first = _first_only(info, orders, 10) if orders else None
+    interactions = selection(info, *at, "interactions") if may_resolve(info, "Customer.interactions") else None
+    interactions_first = _first_only(info, interactions, 10) if interactions else None
+    erp_fields, named, crm_fields = wanted(*ERP_FIELDS), wanted("name", "phone"), wanted(*CRM_FIELDS)
+    nodes = (*at, "orders", "edges", "node")
+    erp_records, crm_records, crm_interactions = [], [], []
+    for key in dict.fromkeys(keys):
+        erp_number: str | None
+        crm_id: str | None
+        if key.startswith(CRM_PREFIX):
+            link = index.by_crm.get(key[len(CRM_PREFIX):])
+            erp_number, crm_id = (link.erp_number if link else None), key[len(CRM_PREFIX):]
+        else:
+            link = index.by_erp.get(key)
+            erp_number, crm_id = key, (link.crm_id if link else None)
+        if erp_number is not None:
+            if orders_first is not None:
+                prefetch_load(info, services.erp.orders_of_customers, erp_number, OrderQuery(first=orders_first),
                               then=lambda page: Order.prefetch(info, page.items, at=nodes))
-        erp_fields = ERP_FIELDS if crm_id is not None else (*ERP_FIELDS, "name", "phone")  # no CRM: the ERP names
-        if any(selects(info, *at, name) and may_resolve(info, f"Customer.{name}") for name in erp_fields):
-            prefetch_load(info, services.erp.customers, erp_number)
-    if crm_id is None:
-        return
-    if any(selects(info, *at, name) and may_resolve(info, f"Customer.{name}") for name in CRM_FIELDS):
-        prefetch_load(info, services.crm.customers, crm_id)
-    if (interactions := selection(info, *at, "interactions")) and may_resolve(info, "Customer.interactions"):
-        first = _first_only(info, interactions, 10)
-        if first is not None:
-            prefetch_load(info, services.crm.interactions_of, crm_id, InteractionQuery(first=first))
+            if erp_fields or (named and crm_id is None):  # without a CRM record, the ERP names the customer
+                erp_records.append(erp_number)
+        if crm_id is not None:
+            if crm_fields:
+                crm_records.append(crm_id)
+            if interactions_first is not None:
+                crm_interactions.append(crm_id)
+    prefetch_many(info, services.erp.customers, erp_records)
+    prefetch_many(info, services.crm.customers, crm_records)
+    if interactions_first is not None:
+        prefetch_many(info, services.crm.interactions_of, crm_interactions, InteractionQuery(first=interactions_first))
 
 
 async def crm_record(info: GatewayInfo, customer: Customer) -> CrmCustomer | None:

@@ -94,11 +94,14 @@ def prefetch(info: Any, fn: BatchFn[Any, Any, Any], key: Hashable, args: Hashabl
 async def send() -> None:
     """Let the loads started so far go out before this resolver goes on.
 
-    A DataLoader sends its batch from a task it queues on the next turn of the event loop, behind
-    whatever is queued by then; when a resolver returns a page of objects, that is a task for every
-    field of every object on it. One turn here puts the batches first.
+    When a resolver returns a page of objects, graphql-core queues a task for every resolver field of
+    every object on it, and whatever is queued after that waits for all of them. A load takes three
+    turns of the event loop to reach the wire: the DataLoader queues its batch task, the batch queues
+    the source's guarded call as a task of its own (sources.resilience), and that task sends it. Taking
+    those three turns here, before returning the page, puts the requests on the wire first.
     """
-    await asyncio.sleep(0)
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 def prefetch_many(info: Any, fn: BatchFn[Any, Any, Any], keys: Iterable[Hashable], args: Hashable = None) -> None:

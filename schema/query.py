@@ -84,7 +84,7 @@ class Query:
         if (id is None) == (number is None):
             raise bad_input("give exactly one of `id` and `number`")
         key = _customer_key(id) if id is not None else str(number).strip()
-        await customers.prefetch(info, key)
+        await customers.prefetch(info, [key])
         return (await customers.by_keys(info, [key]))[0]
 
     @strawberry.field(description="Customers from the CRM, by name.")

@@ -11,7 +11,7 @@ from strawberry import relay
 
 from resolvers import customer as customers
 from resolvers.permissions import check_node_type, visible_shipments
-from resolvers.prefetch import may_resolve, prefetch, selection, selects
+from resolvers.prefetch import may_resolve, prefetch, selects
 from schema.types.common import NOT_LOADED, GatewayInfo, Money, OrderStatus, ShipmentStatus, load_node, load_nodes
 from sources.erp import ErpOrder, ErpOrderLine
 from sources.partners import Shipment as ShipmentRecord
@@ -92,9 +92,8 @@ class Order(relay.Node):
     @staticmethod
     async def prefetch_customers(info: GatewayInfo, orders: Iterable[ErpOrder], *, at: tuple[str, ...]) -> None:
         """Start the loads the selected fields of these orders' customers (at path `at`) will make."""
-        if selection(info, *at, "customer") and may_resolve(info, "Order.customer"):
-            for number in dict.fromkeys(order.customer for order in orders):
-                await customers.prefetch(info, number, at=(*at, "customer"))
+        if selects(info, *at, "customer") and may_resolve(info, "Order.customer"):
+            await customers.prefetch(info, [order.customer for order in orders], at=(*at, "customer"))
 
     @strawberry.field
     async def customer(self, info: GatewayInfo) -> CustomerRef | None:
