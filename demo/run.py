@@ -189,6 +189,10 @@ def demo_jwt(secrets: DemoSecrets, role: str = "admin", hours: int = 12) -> str:
                        "exp": now + hours * 3600, "roles": [role]}, secrets.jwt_secret, algorithm="HS256")
 
 
+def _exit_on_signal(signum: int, _: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_demo(options: DemoOptions, console: Console) -> None:
     import uvicorn
 
@@ -196,6 +200,9 @@ def run_demo(options: DemoOptions, console: Console) -> None:
 
     config = asyncio.run(prepare(options, console))
     os.environ["GATEWAY_CONFIG"] = str(config)
+    # uvicorn answers SIGTERM by shutting down and then raising the signal again; by default that ends the
+    # process on the spot, leaving the sample systems running. Ending through an exception stops them too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with sample_systems(options):
         url = f"http://127.0.0.1:{options.port}/graphql"
         token = demo_jwt(load_or_create(options.data_dir))
