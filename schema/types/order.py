@@ -82,9 +82,11 @@ class Order(relay.Node):
         products = (*at, "lines", "product")
         then = None
         if selects(info, *products) and may_resolve(info, "OrderLine.product"):
-            def then(lines: tuple[ErpOrderLine, ...] | None) -> None:
-                from schema.types.product import Product
+            from schema.types.product import Product
 
+            Product.prefetch_warehouses(info, at=products)
+
+            def then(lines: tuple[ErpOrderLine, ...] | None) -> None:
                 Product.prefetch(info, [line.item for line in lines or ()], at=products, items=True)
         for order in orders:
             prefetch(info, info.context.services.erp.lines_of_orders, order.number, then=then)

@@ -194,10 +194,17 @@ class Product(relay.Node):
             return
         if wants_stock:
             prefetch_many(info, services.erp.stock_of_items, skus)
-            if skus and selects(info, *at, "stock", "warehouse"):
-                prefetch(info, services.erp.warehouse_table, WAREHOUSES)
+            if skus:
+                Product.prefetch_warehouses(info, at=at)
         if wants_offers:
             prefetch_many(info, services.supplier.offers_for_items, skus)
+
+    @staticmethod
+    def prefetch_warehouses(info: GatewayInfo, *, at: tuple[str, ...]) -> None:
+        """Start reading the warehouse table if the stock levels of products at path `at` will name their
+        warehouses: it depends on nothing, so it need not wait for the products."""
+        if not info.context.principal.partner and selects(info, *at, "stock", "warehouse"):
+            prefetch(info, info.context.services.erp.warehouse_table, WAREHOUSES)
 
     @strawberry.field(description="The main supplier in the item master.")
     async def main_supplier(self, info: GatewayInfo) -> PartnerRef | None:
