@@ -185,6 +185,8 @@ DEFAULT_CACHE_POLICIES: dict[str, CachePolicySettings] = {
     "erp.warehouses": _policy(3600, 600, 86400),
     "erp.vendors": _policy(3600, 600, 86400),
     "erp.stock_of_items": _policy(2, 0, 60),
+    "erp.stock_of_orders": _policy(2, 0, 60),
+    "erp.items_of_orders": _policy(60, 0, 3600),
     "erp.orders": _policy(30, 0, 600),
     "erp.lines_of_orders": _policy(60, 0, 3600),
     "erp.orders_of_customers": _policy(10, 0, 600),

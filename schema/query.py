@@ -110,9 +110,10 @@ class Query:
         if query.customer and query.customer.startswith(customers.CRM_PREFIX):
             return to_connection(Slice.empty(), Order.of)  # a CRM-only customer has no ERP orders
         result = await info.context.services.erp.order_page(query)
-        # The page's lines and customers are read now, while the orders are being resolved, not after.
-        Order.prefetch(info, result.items, at=("edges", "node"))
+        # The page's customers and lines are read now, while the orders are being resolved, not after; the
+        # customers first, as the CRM is the slower system.
         await Order.prefetch_customers(info, result.items, at=("edges", "node"))
+        Order.prefetch(info, result.items, at=("edges", "node"))
         await send()
         return to_connection(result, Order.of)
 

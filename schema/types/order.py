@@ -11,7 +11,7 @@ from strawberry import relay
 
 from resolvers import customer as customers
 from resolvers.permissions import check_node_type, visible_shipments
-from resolvers.prefetch import may_resolve, prefetch, selects
+from resolvers.prefetch import may_resolve, prefetch_many, selects
 from schema.types.common import NOT_LOADED, GatewayInfo, Money, OrderStatus, ShipmentStatus, load_node, load_nodes
 from sources.erp import ErpOrder, ErpOrderLine
 from sources.partners import Shipment as ShipmentRecord
@@ -75,21 +75,17 @@ class Order(relay.Node):
 
     @staticmethod
     def prefetch(info: GatewayInfo, orders: Iterable[ErpOrder], *, at: tuple[str, ...]) -> None:
-        """Start the loads the selected fields of these orders (at path `at`) will make: their lines, then,
-        as soon as the lines arrive, the lines' products (resolvers.prefetch)."""
+        """Start the loads the selected fields of these orders (at path `at`) will make: their lines and,
+        in the same wave, the products on them (resolvers.prefetch)."""
         if not (selects(info, *at, "lines") and may_resolve(info, "Order.lines")):
             return
+        numbers = [order.number for order in orders]
+        prefetch_many(info, info.context.services.erp.lines_of_orders, numbers)
         products = (*at, "lines", "product")
-        then = None
         if selects(info, *products) and may_resolve(info, "OrderLine.product"):
             from schema.types.product import Product
 
-            Product.prefetch_warehouses(info, at=products)
-
-            def then(lines: tuple[ErpOrderLine, ...] | None) -> None:
-                Product.prefetch(info, [line.item for line in lines or ()], at=products, items=True)
-        for order in orders:
-            prefetch(info, info.context.services.erp.lines_of_orders, order.number, then=then)
+            Product.prefetch_order(info, numbers, at=products)
 
     @staticmethod
     async def prefetch_customers(info: GatewayInfo, orders: Iterable[ErpOrder], *, at: tuple[str, ...]) -> None:
@@ -111,10 +107,11 @@ class Order(relay.Node):
             from schema.types.product import Product
 
             # The lines' products (and their stock) in one await, not one coroutine per line and product.
-            products = await Product.load_many(info, [line.record.item for line in lines], at=("product",))
-            for line, product in zip(lines, products, strict=True):
-                if product is not None:
-                    line.preloaded_product = product
+            products = await Product.of_order(info, self.record.number, [line.record.item for line in lines],
+                                              at=("product",))
+            if products is not None:
+                for line, product in zip(lines, products, strict=True):
+                    line.preloaded_product = product  # None too: an item the item master does not know
         return lines
 
     @strawberry.field(description="The warehouse that ships the order.")

@@ -123,34 +123,37 @@ class Product(relay.Node):
         return await load_node(info, info.context.services.erp.items, sku, cls.of)
 
     @classmethod
-    async def load_many(cls, info: GatewayInfo, skus: list[str], *, at: tuple[str, ...]) -> list[Product | None]:
-        """Products with their stock levels resolved too if selected at path `at` (staff only; else None).
+    async def of_order(cls, info: GatewayInfo, order: int, skus: list[str], *,
+                       at: tuple[str, ...]) -> list[Product | None] | None:
+        """The products on an order's lines (`skus`, in line order), with their stock levels too if selected
+        at path `at` (staff only), read by the order's number beside its lines (`prefetch_order`).
 
         One await for a whole list instead of one per product and one per product's stock: the fields
-        below then resolve without a coroutine each. A failing source leaves the fields to load (and
-        fail) one by one, so its error lands at the same paths as without this.
+        below then resolve without a coroutine each. None if the items cannot be read, and no stock if the
+        stock cannot: the fields then load (and fail) one by one, so each error lands at its own path.
         """
         ctx = info.context
         services = ctx.services
-        Product.prefetch(info, skus, at=at)
+        Product.prefetch_order(info, [order], at=at)
+        Product.prefetch_offers(info, skus, at=at)
         try:
-            items = await ctx.loaders.load_many(services.erp.items, skus)
+            items = await ctx.loaders.load(services.erp.items_of_orders, order) or {}
         except SourceError:
-            return [None] * len(skus)
-        products = [None if item is None else cls.of(item) for item in items]
+            return None
+        products = [None if (item := items.get(sku)) is None else cls.of(item) for sku in skus]
         if ctx.principal.partner or not selects(info, *at, "stock"):
             return products
         try:
-            stock = await ctx.loaders.load_many(services.erp.stock_of_items, skus)
+            stock = await ctx.loaders.load(services.erp.stock_of_orders, order) or {}
             table: dict[str, ErpWarehouse] = {}
             if selects(info, *at, "stock", "warehouse"):
                 table = await ctx.loaders.load(services.erp.warehouse_table, WAREHOUSES) or {}
         except SourceError:
             return products
         made: dict[str, Warehouse] = {}
-        for product, levels in zip(products, stock, strict=True):
+        for product in products:
             if product is not None:
-                product.preloaded_stock = _levels(levels or (), table, made)
+                product.preloaded_stock = _levels(stock.get(product.sku, ()), table, made)
         return products
 
     @classmethod
@@ -184,20 +187,30 @@ class Product(relay.Node):
         services = ctx.services
         if items:
             prefetch_many(info, services.erp.items, skus)
-        wants_stock = selects(info, *at, "stock")
-        wants_offers = selects(info, *at, "offers") and may_resolve(info, "Product.offers")
-        if ctx.principal.partner:
-            # Partners see stock only of items they supply, which takes their offers; stock itself waits
-            # for that check, so nothing is read that the check might refuse.
-            if wants_stock or wants_offers:
-                prefetch_many(info, services.supplier.offers_for_items, skus)
-            return
-        if wants_stock:
+        Product.prefetch_offers(info, skus, at=at)
+        if not ctx.principal.partner and selects(info, *at, "stock"):
             prefetch_many(info, services.erp.stock_of_items, skus)
             if skus:
                 Product.prefetch_warehouses(info, at=at)
-        if wants_offers:
-            prefetch_many(info, services.supplier.offers_for_items, skus)
+
+    @staticmethod
+    def prefetch_order(info: GatewayInfo, orders: Collection[int], *, at: tuple[str, ...]) -> None:
+        """Start reading the products on these orders' lines (at path `at`), and their stock if selected,
+        by the orders' numbers: beside the lines, not after them (ErpSource.items_of_orders)."""
+        services = info.context.services
+        prefetch_many(info, services.erp.items_of_orders, orders)
+        if orders and not info.context.principal.partner and selects(info, *at, "stock"):
+            prefetch_many(info, services.erp.stock_of_orders, orders)
+            Product.prefetch_warehouses(info, at=at)
+
+    @staticmethod
+    def prefetch_offers(info: GatewayInfo, skus: Collection[str], *, at: tuple[str, ...]) -> None:
+        """Start reading the supplier offers these products' selected fields need: their offers, and for
+        partners their stock too, which they see only of items they supply (so stock waits for the offers,
+        and nothing is read that this rule might refuse)."""
+        wants_offers = selects(info, *at, "offers") and may_resolve(info, "Product.offers")
+        if wants_offers or (info.context.principal.partner and selects(info, *at, "stock")):
+            prefetch_many(info, info.context.services.supplier.offers_for_items, skus)
 
     @staticmethod
     def prefetch_warehouses(info: GatewayInfo, *, at: tuple[str, ...]) -> None:

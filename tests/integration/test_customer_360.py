@@ -80,7 +80,8 @@ async def test_customer_360_upstream_calls_do_not_grow_with_rows(gw: Harness, wo
 
 
 async def test_customer_360_reads_what_hangs_off_one_key_in_one_wave(gw: Harness, world: World) -> None:
-    """Look-ahead: the orders start with the customer lookup; stock and warehouses start with the items."""
+    """Look-ahead: the orders start with the customer lookup; the lines' items, their stock and the
+    warehouses start with the lines, as soon as the orders are known: three waves in all, not five."""
     c = linked_customer(world, min_orders=11, min_interactions=5)
     body = await gw.query(CUSTOMER_360, {"id": global_id("Customer", c.erp_number)})
     assert "errors" not in body, body
@@ -94,8 +95,10 @@ async def test_customer_360_reads_what_hangs_off_one_key_in_one_wave(gw: Harness
         return start(operation) + float(calls[("erp", operation)]["ms"])
 
     assert start("orders_of_customers") < end("customers")
-    assert start("stock_of_items") < end("items") and start("warehouses") < end("items")
+    for operation in ("items_of_orders", "stock_of_orders", "warehouses"):
+        assert start(operation) < end("lines_of_orders"), operation
     assert start("lines_of_orders") >= end("orders_of_customers")  # lines need the order numbers
+    assert ("erp", "items") not in calls and ("erp", "stock_of_items") not in calls
 
 
 async def test_an_answered_request_is_freed_without_the_cycle_collector(gw: Harness, world: World) -> None:

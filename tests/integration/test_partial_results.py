@@ -73,21 +73,24 @@ async def test_crm_down_from_the_start_still_serves_erp_customers(world: World, 
     assert len(customer["orders"]["edges"]) == 2
 
 
-@pytest.mark.parametrize("operation", ["items", "stock_of_items"])
-async def test_a_failing_item_read_nulls_each_line_product_alone(gw: Harness, world: World, operation: str,
+@pytest.mark.parametrize("operations", [("items_of_orders", "items"), ("stock_of_orders", "stock_of_items")])
+async def test_a_failing_item_read_nulls_each_line_product_alone(gw: Harness, world: World,
+                                                                 operations: tuple[str, str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Lines resolve their products (and stock) together; a failure still lands at each field's own path."""
     from sources.errors import SourceUnavailable
 
     async def down(*_: object) -> None:
-        raise SourceUnavailable("erp", f"{operation} failed")
+        raise SourceUnavailable("erp", f"{operations[0]} failed")
 
-    monkeypatch.setattr(gw.app.state.services.erp, operation, down)
+    # Read by the orders' numbers beside the lines, then item by item when that fails: both are down.
+    for name in operations:
+        monkeypatch.setattr(gw.app.state.services.erp, name, down)
     body = await gw.query("{ orders(first: 3) { edges { node { number lines { quantity product { sku stock {"
                           " available } } } } } } }")
     orders = [e["node"] for e in body["data"]["orders"]["edges"]]
     assert len(orders) == 3 and all(o["lines"] and all(line["quantity"] for line in o["lines"]) for o in orders)
-    field = ("product",) if operation == "items" else ("product", "stock")
+    field = ("product",) if operations[1] == "items" else ("product", "stock")
     expected = {("orders", "edges", i, "node", "lines", j, *field)
                 for i, o in enumerate(orders) for j in range(len(o["lines"]))}
     assert {tuple(e["path"]) for e in body["errors"]} == expected
