@@ -180,13 +180,11 @@ class Product(relay.Node):
         return _levels(found, table)
 
     @staticmethod
-    def prefetch(info: GatewayInfo, skus: Collection[str], *, at: tuple[str, ...] = (), items: bool = False) -> None:
-        """Start the loads the selected fields of these products (at path `at`) will make; with `items`, the
-        items themselves too (otherwise the caller is loading them now)."""
+    def prefetch(info: GatewayInfo, skus: Collection[str], *, at: tuple[str, ...] = ()) -> None:
+        """Start, with the items' own lookup, the loads the selected fields of these products (at path `at`)
+        will make."""
         ctx = info.context
         services = ctx.services
-        if items:
-            prefetch_many(info, services.erp.items, skus)
         Product.prefetch_offers(info, skus, at=at)
         if not ctx.principal.partner and selects(info, *at, "stock"):
             prefetch_many(info, services.erp.stock_of_items, skus)
