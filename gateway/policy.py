@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -21,6 +20,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
@@ -154,7 +154,31 @@ def _error(exc: PolicyError) -> GraphQLError:
     return GraphQLError(str(exc), extensions={"code": exc.code})
 
 
-_validate = lru_cache(maxsize=1_000)(validate_document)
+class _Validations:
+    """graphql-core's validation of a document against a schema, remembered per document object.
+
+    Keyed by the document's identity: the parser cache hands out one document per query text, and a
+    document's own hash walks its whole tree (some 200 nodes for customer 360, on every request). Each
+    entry keeps its schema and document alive, so their ids cannot be reused while the entry exists.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: dict[tuple[int, int, Any], tuple[GraphQLSchema, DocumentNode, list[GraphQLError]]] = {}
+
+    def __call__(self, schema: GraphQLSchema, document: DocumentNode, rules: Any) -> list[GraphQLError]:
+        key = (id(schema), id(document), rules)
+        found = self._entries.get(key)
+        if found is not None:
+            return found[2]
+        errors: list[GraphQLError] = validate_document(schema, document, rules)
+        if len(self._entries) >= self.maxsize:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (schema, document, errors)
+        return errors
+
+
+_validate = _Validations(maxsize=1_000)
 
 
 class ParsedDocuments(ParserCache):
