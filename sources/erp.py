@@ -305,6 +305,16 @@ class ErpSource:
         return await self.transport.rows(operation, self._statement((operation, key), build),
                                          params={"keys": self.transport.key_values(keys)}, keys=len(keys))
 
+    async def _rows_of_orders(self, operation: str, build: Callable[[], Executable],
+                              numbers: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """The rows of a statement keyed by order number (`ODORNO` in each row), per order, through the cache."""
+        async def fetch(wanted: list[int]) -> dict[int, list[dict[str, Any]]]:
+            rows = await self._keyed(operation, build, wanted)
+            return _group(rows, wanted, lambda r: int(r["ODORNO"]))
+
+        raw: dict[int, list[dict[str, Any]]] = await self.cache.many(self.name, operation, numbers, None, fetch)
+        return raw
+
     def _map(self, record_map: RecordMap[Any], row: dict[str, Any]) -> Any:
         return record_map.apply(row, source=self.name)
 
@@ -379,11 +389,7 @@ class ErpSource:
                     .where(self.transport.key_in(ORDDTL.c.ODORNO), self.transport.key_in(ORDHDR.c.OHORNO))
                     .order_by(ORDDTL.c.ODORNO, ORDDTL.c.ODLINE))
 
-        async def fetch(wanted: list[int]) -> dict[int, list[dict[str, Any]]]:
-            rows = await self._keyed("lines_of_orders", build, wanted)
-            return _group(rows, wanted, lambda r: int(r["ODORNO"]))
-
-        raw = await self.cache.many(self.name, "lines_of_orders", numbers, None, fetch)
+        raw = await self._rows_of_orders("lines_of_orders", build, numbers)
         return {n: tuple(self._map(LINE_MAP, r) for r in raw.get(n, ())) for n in numbers}
 
     async def items_of_orders(self, numbers: Sequence[int], _: None = None) -> dict[int, dict[str, ErpItem]]:
@@ -397,11 +403,7 @@ class ErpSource:
                     .join_from(ORDDTL, ITMMAS, ITMMAS.c.IMITNO == ORDDTL.c.ODITNO)
                     .where(self.transport.key_in(ORDDTL.c.ODORNO)))
 
-        async def fetch(wanted: list[int]) -> dict[int, list[dict[str, Any]]]:
-            rows = await self._keyed("items_of_orders", build, wanted)
-            return _group(rows, wanted, lambda r: int(r["ODORNO"]))
-
-        raw = await self.cache.many(self.name, "items_of_orders", numbers, None, fetch)
+        raw = await self._rows_of_orders("items_of_orders", build, numbers)
         out: dict[int, dict[str, ErpItem]] = {}
         for n in numbers:
             items = (self._map(self.item_map, r) for r in raw.get(n, ()))
@@ -417,11 +419,7 @@ class ErpSource:
                     .where(self.transport.key_in(ORDDTL.c.ODORNO))
                     .order_by(ORDDTL.c.ODORNO, ITMBAL.c.IBITNO, ITMBAL.c.IBWHSE))
 
-        async def fetch(wanted: list[int]) -> dict[int, list[dict[str, Any]]]:
-            rows = await self._keyed("stock_of_orders", build, wanted)
-            return _group(rows, wanted, lambda r: int(r["ODORNO"]))
-
-        raw = await self.cache.many(self.name, "stock_of_orders", numbers, None, fetch)
+        raw = await self._rows_of_orders("stock_of_orders", build, numbers)
         out: dict[int, dict[str, tuple[ErpStock, ...]]] = {}
         for n in numbers:
             levels: dict[str, dict[str, ErpStock]] = {}
