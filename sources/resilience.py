@@ -52,6 +52,9 @@ class CircuitOpen(SourceError):
 
 
 class CircuitBreaker:
+    """The breaker's state. Every call it admits is settled exactly once, whatever the call raised:
+    a half-open breaker lets one probe through, and a probe never settled would keep it shut for good."""
+
     def __init__(self, policy: ResiliencePolicy, clock: Callable[[], float]) -> None:
         self.policy = policy
         self.clock = clock
@@ -59,27 +62,45 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._consecutive = 0
         self._recent: deque[bool] = deque(maxlen=policy.breaker_window)
-        self._probing = False
+        self._probe: int | None = None  # the ticket of the probe in flight, while half-open
+        self._tickets = 0
 
-    def allow(self) -> bool:
+    def admit(self) -> int | None:
+        """A ticket for a call to settle (0 while closed, the probe's own while half-open); None: fail at once."""
         if self.state == "closed":
-            return True
+            return 0
         if self.state == "open" and self.clock() - self._opened_at >= self.policy.breaker_open_s:
             self.state = "half_open"
-        if self.state == "half_open" and not self._probing:
-            self._probing = True
-            return True
-        return False
+        if self.state == "half_open" and self._probe is None:
+            self._tickets += 1
+            self._probe = self._tickets
+            return self._probe
+        return None
 
-    def record(self, ok: bool) -> None:
-        self._recent.append(ok)
-        if self.state == "half_open":
-            self._probing = False
+    def settle(self, ticket: int, ok: bool | None) -> None:
+        """The outcome of an admitted call; None when it was cancelled, which says nothing of the source."""
+        if ticket:
+            if ticket != self._probe:
+                return  # a probe the breaker already gave up on (its deadline passed and was counted)
+            self._probe = None
+            if ok is None:
+                return  # the next call probes instead
+            self._recent.append(ok)
             if ok:
                 self.state, self._consecutive = "closed", 0
                 self._recent.clear()
             else:
                 self._open()
+            return
+        if ok is not None:
+            self.record(ok)
+
+    def record(self, ok: bool) -> None:
+        """An outcome no ticket stands for (a call abandoned at its deadline), or of a call admitted while closed."""
+        self._recent.append(ok)
+        if self.state != "closed":
+            if not ok and self.state == "half_open":
+                self._open()  # the probe's deadline passed
             return
         self._consecutive = 0 if ok else self._consecutive + 1
         failures = self._recent.count(False)
@@ -89,7 +110,27 @@ class CircuitBreaker:
             self._open()
 
     def _open(self) -> None:
-        self.state, self._opened_at, self._probing = "open", self.clock(), False
+        self.state, self._opened_at, self._probe = "open", self.clock(), None
+
+
+class _Claim:
+    """The breaker ticket of a call's attempt under way: settled once, by the attempt or by the caller
+    that abandons it (deadline passed, caller cancelled), whichever comes first."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+        self.ticket: int | None = None
+
+    def take(self, ticket: int) -> None:
+        self.ticket = ticket
+
+    def settle(self, ok: bool | None) -> bool:
+        """Settle the ticket held, if any; whether there was one."""
+        ticket, self.ticket = self.ticket, None
+        if ticket is None:
+            return False
+        self.breaker.settle(ticket, ok)
+        return True
 
 
 class RetryBudget:
@@ -127,22 +168,33 @@ class Resilience:
 
     async def call(self, operation: str, attempt: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
         deadline = time.monotonic() + self.timeout_s
+        claim = _Claim(self.breaker)
 
         async def guarded() -> T:
             async with self.bulkhead:
-                return await self._attempts(operation, attempt, idempotent, deadline)
+                return await self._attempts(operation, attempt, idempotent, deadline, claim)
 
         task = asyncio.ensure_future(guarded())
-        done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        except asyncio.CancelledError:
+            # The caller gave up: so does the attempt, and its probe (if it held one) is free at once.
+            self._abandon(task)
+            claim.settle(None)
+            raise
         if not done:
             # Answer at the deadline. A cancelled driver call may need the server's reply to clean up
             # (a database connection being reset); that happens in the background, not on our time.
-            task.cancel()
-            self._abandoned.add(task)
-            task.add_done_callback(self._forget)
-            self.breaker.record(False)
+            self._abandon(task)
+            if not claim.settle(False):
+                self.breaker.record(False)  # the deadline passed between attempts
             raise SourceTimeout(self.source, f"{operation} exceeded {self.timeout_s}s")
         return task.result()
+
+    def _abandon(self, task: asyncio.Future[Any]) -> None:
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Future[Any]) -> None:
         self._abandoned.discard(task)
@@ -150,17 +202,21 @@ class Resilience:
             task.exception()  # retrieved, so it is not reported as lost
 
     async def _attempts(self, operation: str, attempt: Callable[[], Awaitable[T]], idempotent: bool,
-                        deadline: float) -> T:
+                        deadline: float, claim: _Claim) -> T:
         tries = 0
         while True:
-            if not self.breaker.allow():
+            ticket = self.breaker.admit()
+            if ticket is None:
                 record_call(SourceCall(self.source, operation, CircuitOpen.code, 0.0))
                 raise CircuitOpen(self.source, f"{operation}: circuit open")
+            claim.take(ticket)
             self.budget.earn()
+            # Every branch settles the ticket once: an exception nobody expected (a bad URL, a stream
+            # error) counts as a failure, a cancellation counts as nothing, and neither keeps the probe.
             try:
                 result = await attempt()
             except (SourceUnavailable, SourceTimeout) as exc:
-                self.breaker.record(False)
+                claim.settle(False)
                 tries += 1
                 delay = self._delay(exc, tries)
                 if (not idempotent or tries > self.policy.retries or delay is None
@@ -170,9 +226,15 @@ class Resilience:
                 await self.sleep(delay)
                 continue
             except SourceError:
-                self.breaker.record(True)  # the source answered; the answer was the problem
+                claim.settle(True)  # the source answered; the answer was the problem
                 raise
-            self.breaker.record(True)
+            except Exception:
+                claim.settle(False)
+                raise
+            except BaseException:
+                claim.settle(None)
+                raise
+            claim.settle(True)
             return result
 
     def _delay(self, exc: SourceError, tries: int) -> float | None:
