@@ -136,6 +136,8 @@ def _document_id(payload: dict[str, Any]) -> str | None:
             extensions = orjson.loads(extensions)
         except orjson.JSONDecodeError:
             raise RequestError(400, "`extensions` is not valid JSON") from None
+    if extensions is not None and not isinstance(extensions, dict):
+        raise RequestError(400, "`extensions` must be a JSON object")
     if raw is None and isinstance(extensions, dict) and isinstance(extensions.get("persistedQuery"), dict):
         raw = extensions["persistedQuery"].get("sha256Hash")
     if raw is None:

@@ -96,3 +96,28 @@ async def test_health_endpoints(gw: Harness) -> None:
     assert (await gw.client.get("/healthz")).json() == {"status": "ok"}
     ready = await gw.client.get("/readyz")
     assert set(ready.json()["sources"]) == {"erp", "crm", "supplier", "logistics"}
+
+
+@pytest.mark.parametrize("extensions", [0, 1.5, True, False, [], ["array"], "string", "[1]", "5"])
+async def test_extensions_must_be_an_object(gw: Harness, extensions: object) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE, "extensions": extensions},
+                             headers={"accept": GQL_RESPONSE})
+    assert r.status_code == 400
+    error = r.json()["errors"][0]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert error["message"] == ("`extensions` is not valid JSON" if extensions == "string"
+                                else "`extensions` must be a JSON object")
+    assert gw.sql == [] and all(t.total == 0 for t in gw.upstream.values())
+
+
+async def test_extensions_over_get_are_a_json_object_too(gw: Harness) -> None:
+    r = await gw.client.get("/graphql", params={"query": SIMPLE, "extensions": "[1]"})
+    assert r.status_code == 400 and r.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    r = await gw.client.get("/graphql", params={"query": SIMPLE, "extensions": '{"some": "value"}'})
+    assert r.status_code == 200 and r.json()["data"]["warehouses"]
+
+
+@pytest.mark.parametrize("extensions", [None, {}, {"some": "value"}])
+async def test_extensions_absent_null_or_an_object_are_fine(gw: Harness, extensions: object) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE, "extensions": extensions})
+    assert r.status_code == 200 and "errors" not in r.json()
