@@ -40,7 +40,9 @@ from gateway.settings import Settings
 from resolvers.context import Services
 from resolvers.permissions import FIELD_SCOPES
 from schema.schema import build_schema
-from sources.errors import SourceError
+from sources.base import Health, Source
+from sources.errors import SourceError, SourceTimeout
+from sources.resilience import Resilience
 from sources.sql import make_engine
 
 log = structlog.get_logger("gateway.app")
@@ -54,6 +56,23 @@ async def _warm_crosswalk(services: Services) -> None:
         log.warning("crosswalk_not_ready", source=exc.source, detail=exc.detail)
     else:
         log.info("crosswalk_ready", **index.counts())
+
+
+async def _readiness(name: str, source: Source, resilience: Resilience) -> tuple[bool, dict[str, object]]:
+    """One source's part of /readyz. Whatever its health check raises (an open breaker, a timeout, a bug)
+    makes the source not ready, with the reason; it never turns the probe itself into an error page."""
+    code: str | None = None
+    try:
+        health = await source.health()
+    except SourceError as exc:
+        health, code = Health(name, False, exc.public_message), exc.code
+    except TimeoutError:
+        health, code = Health(name, False, f"Source '{name}' did not answer in time"), SourceTimeout.code
+    except Exception as exc:  # a readiness probe answers for every failure; this one is logged, not hidden
+        log.error("health_check_failed", source=name, error=repr(exc))
+        health, code = Health(name, False, type(exc).__name__), "HEALTH_CHECK_FAILED"
+    return health.ok, {"ok": health.ok, "detail": health.detail, "code": code,
+                       "breaker": resilience.breaker.state, "retries": resilience.retries}
 
 
 def gateway_schema() -> strawberry.Schema:
@@ -167,16 +186,15 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
 
     async def readyz(request: Request) -> Response:
         services: Services = request.app.state.services
-        checks = await asyncio.gather(*(s.health() for s in (services.erp, services.crm, services.supplier,
-                                                              services.logistics)))
-        breakers = {"erp": services.erp.transport.resilience, "crm": services.crm.transport.resilience,
-                    "supplier": services.supplier.transport.resilience,
-                    "logistics": services.logistics.transport.resilience}
-        ready = all(c.ok for c in checks)
-        return JSONResponse({"status": "ready" if ready else "degraded",
-                             "sources": {c.source: {"ok": c.ok, "detail": c.detail,
-                                                    "breaker": breakers[c.source].breaker.state,
-                                                    "retries": breakers[c.source].retries} for c in checks}},
+        sources: list[tuple[str, Source, Resilience]] = [
+            ("erp", services.erp, services.erp.transport.resilience),
+            ("crm", services.crm, services.crm.transport.resilience),
+            ("supplier", services.supplier, services.supplier.transport.resilience),
+            ("logistics", services.logistics, services.logistics.transport.resilience)]
+        checks = await asyncio.gather(*(_readiness(*source) for source in sources))
+        ready = all(ok for ok, _ in checks)
+        report = {name: check for (name, _, _), (_, check) in zip(sources, checks, strict=True)}
+        return JSONResponse({"status": "ready" if ready else "degraded", "sources": report},
                             status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [

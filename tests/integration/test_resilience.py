@@ -19,7 +19,8 @@ from starlette.routing import Route
 from demo.erp.faultproxy import FaultProxy
 from demo.erp.seed import seed
 from demo.world import World
-from sources.errors import SourceUnavailable
+from sources.base import Health
+from sources.errors import SourceError, SourceTimeout, SourceUnavailable, UpstreamBadResponse
 from sources.resilience import Resilience, ResiliencePolicy
 from sources.rest import RestTransport
 from tests.integration.expected import linked_customer
@@ -177,3 +178,36 @@ async def test_the_sample_crm_429_is_waited_out(world: World) -> None:
     assert time.perf_counter() - started >= 1.0
     assert upstream.paths["/api/v1/customers"] == 3 and transport.resilience.retries == 1
     await transport.aclose()
+
+
+async def test_readyz_answers_503_json_naming_a_source_whose_breaker_is_open(strict: tuple[Harness, Clock]) -> None:
+    gw, _ = strict
+    breaker = gw.app.state.services.erp.transport.resilience.breaker
+    for _ in range(3):  # the policy's breaker_failures: the ERP's health check now meets an open breaker
+        breaker.record(False)
+    response = await gw.client.get("/readyz")
+    assert response.status_code == 503 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["sources"]["erp"]["ok"] is False and body["sources"]["erp"]["breaker"] == "open"
+    assert body["sources"]["erp"]["code"] == "CIRCUIT_OPEN" and "erp" in body["sources"]["erp"]["detail"]
+    assert all(body["sources"][s]["ok"] for s in ("crm", "supplier", "logistics"))
+
+
+@pytest.mark.parametrize("exc", [SourceTimeout("crm", "slow"), UpstreamBadResponse("crm", "not JSON"),
+                                 SourceError("crm", "odd"), TimeoutError(), RuntimeError("bug")],
+                         ids=["SourceTimeout", "UpstreamBadResponse", "SourceError", "TimeoutError", "RuntimeError"])
+async def test_readyz_answers_503_json_whatever_a_health_check_raises(strict: tuple[Harness, Clock],
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      exc: Exception) -> None:
+    gw, _ = strict
+
+    async def health() -> Health:
+        raise exc
+
+    monkeypatch.setattr(gw.app.state.services.crm, "health", health)
+    response = await gw.client.get("/readyz")
+    assert response.status_code == 503, response.text
+    crm = response.json()["sources"]["crm"]
+    assert crm["ok"] is False and crm["breaker"] == "closed" and crm["code"]
+    assert response.json()["sources"]["erp"]["ok"] is True
