@@ -157,7 +157,10 @@ class LimitSettings(_Strict):
     """Operation limits; every one applies before any upstream call."""
 
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="larger requests get 413")
-    max_depth: int = Field(12, ge=2, le=50)
+    max_depth: int = Field(12, ge=2, le=50, description="deepest field nesting, introspection not included")
+    max_introspection_depth: int = Field(15, ge=2, le=50,
+                                         description="deepest nesting inside `__schema` and `__type`")
+    max_fields: int = Field(500, ge=10, description="fields per operation, fragments expanded")
     max_aliases: int = Field(30, ge=1)
     max_tokens: int = Field(2_000, ge=50)
     max_directives: int = Field(20, ge=0)
