@@ -43,6 +43,7 @@ log = structlog.get_logger("gateway.http")
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_IDEMPOTENCY_KEY = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,44 @@ class RequestError(Exception):
 def request_id_of(request: Request) -> str:
     given = request.headers.get("x-request-id", "")
     return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    """The client's `Idempotency-Key`: a structured-field string (quoted) or a bare opaque token.
+
+    1 to 255 printable ASCII characters once unquoted; anything else, or the header twice, is a 400,
+    because a key the client cannot rely on is worse than none.
+    """
+    given = request.headers.getlist("idempotency-key")
+    if not given:
+        return None
+    if len(given) > 1:
+        raise RequestError(400, "send one `Idempotency-Key` header")
+    raw = given[0].strip(" \t")
+    key = _sf_string(raw) if raw.startswith('"') else raw
+    if key is None or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not all(" " <= ch <= "~" for ch in key):
+        raise RequestError(400, f"`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters, "
+                                'optionally quoted: Idempotency-Key: "8e03978e-40d5-43e8-bc93-6894a57f9324"')
+    return key
+
+
+def _sf_string(raw: str) -> str | None:
+    """The value of a structured-field string (RFC 8941, 3.3.3), or None when `raw` is not exactly one."""
+    chars: list[str] = []
+    escaped = False
+    for position, ch in enumerate(raw[1:], start=1):
+        if escaped:
+            if ch not in '"\\':
+                return None
+            chars.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            return "".join(chars) if position == len(raw) - 1 else None
+        else:
+            chars.append(ch)
+    return None  # no closing quote
 
 
 def negotiate(accept: str) -> str:
@@ -272,6 +311,7 @@ class GraphQLEndpoint:
             return self._respond(facts, body, 429, media_type, request_id, {"Retry-After": retry_after})
         try:
             gql = await read_request(request, self.settings.limits.max_body_bytes)
+            idempotency_key = idempotency_key_of(request)
             facts.operation_name, facts.variables = gql.operation_name, gql.variables
             facts.document = gql.document_id or (document_hash(gql.query) if gql.query else None)
             query = await self._operation_text(gql, principal)
@@ -288,7 +328,7 @@ class GraphQLEndpoint:
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY,
                                                                           OperationType.MUTATION)
         context = RequestContext(services=self.services, request_id=request_id, principal=principal,
-                                 limits=self.settings.limits)
+                                 limits=self.settings.limits, idempotency_key=idempotency_key)
         facts.calls = context.calls
         try:
             with recording(context.calls):

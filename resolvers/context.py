@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+
+import orjson
 
 from auth.audit import AuditReader
 from auth.principal import ANONYMOUS, Principal
@@ -42,3 +45,18 @@ class Context:
     loaders: Loaders = field(default_factory=Loaders)
     #: Look-ahead answers by (field nodes, path): the same selection under every item of a list.
     selections: dict[tuple[int, tuple[str, ...]], object] = field(default_factory=dict)
+    #: The client's `Idempotency-Key` header, if it sent one (validated by the HTTP layer).
+    idempotency_key: str | None = None
+
+    def idempotency_key_for(self, step: str) -> str:
+        """The key a write step sends upstream: the same for a client's retry, never shared between principals.
+
+        Derived from the principal, the step and the client's `Idempotency-Key`, so two callers who
+        happen to pick the same key cannot replay each other's writes, and nothing the client chose
+        reaches an upstream system verbatim. Without the header, the request id (as before).
+        """
+        if self.idempotency_key is None:
+            return self.request_id
+        p = self.principal
+        scope = orjson.dumps([p.kind.value, p.subject, p.partner_id, step, self.idempotency_key])
+        return hashlib.sha256(scope).hexdigest()

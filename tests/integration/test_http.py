@@ -121,3 +121,26 @@ async def test_extensions_over_get_are_a_json_object_too(gw: Harness) -> None:
 async def test_extensions_absent_null_or_an_object_are_fine(gw: Harness, extensions: object) -> None:
     r = await gw.client.post("/graphql", json={"query": SIMPLE, "extensions": extensions})
     assert r.status_code == 200 and "errors" not in r.json()
+
+
+@pytest.mark.parametrize("given", ["8e03978e-40d5-43e8-bc93-6894a57f9324", '"8e03978e-40d5-43e8-bc93-6894a57f9324"',
+                                   "k", "x" * 255, '"with \\"quotes\\" and \\\\"', '"a b"', " padded "])
+async def test_idempotency_key_forms_that_are_accepted(gw: Harness, given: str) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE}, headers={"idempotency-key": given})
+    assert r.status_code == 200 and "errors" not in r.json()
+
+
+@pytest.mark.parametrize("given", ["", '""', "x" * 256, '"' + "x" * 256 + '"', '"unterminated', '"a"b', '"a" "b"',
+                                   '"bad \\escape"', "tab\tinside", "ключ".encode(), b"\x01"])
+async def test_a_malformed_idempotency_key_is_a_400(gw: Harness, given: str | bytes) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE}, headers={"idempotency-key": given})
+    assert r.status_code == 400
+    error = r.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST" and "`Idempotency-Key` must be 1 to 255" in error["message"]
+    assert gw.sql == [] and all(t.total == 0 for t in gw.upstream.values())
+
+
+async def test_idempotency_key_is_sent_once(gw: Harness) -> None:
+    r = await gw.client.post("/graphql", json={"query": SIMPLE},
+                             headers=[("idempotency-key", "a"), ("idempotency-key", "b")])
+    assert r.status_code == 400 and r.json()["errors"][0]["message"] == "send one `Idempotency-Key` header"

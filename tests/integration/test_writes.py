@@ -6,6 +6,7 @@ import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from demo.world import World
@@ -60,3 +61,83 @@ async def test_bad_contact_data_never_reaches_the_crm(gw: Harness, world: World,
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and message in body["errors"][0]["message"]
     assert all("PATCH" not in p for p in gw.upstream["crm"].paths)
     assert gw.upstream["crm"].paths.get(f"/api/v1/customers/{c.crm_id}", 0) == 0
+
+
+class CrmWrites(httpx.AsyncBaseTransport):
+    """Stands between the gateway and the sample CRM and keeps the Idempotency-Key of every PATCH."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.keys: list[str | None] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            self.keys.append(request.headers.get("idempotency-key"))
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.fixture
+async def writes(world: World, erp_sqlite_url: str, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Harness, CrmWrites]]:
+    """A gateway of its own (its CRM's records change) and the keys its CRM writes arrive with."""
+    async with running_gateway(world, erp_sqlite_url, tmp_path / "g.db") as gw:
+        crm = CrmWrites(gw.upstream["crm"].inner)
+        monkeypatch.setattr(gw.upstream["crm"], "inner", crm)
+        yield gw, crm
+
+
+def contact_change(world: World, email: str) -> dict[str, object]:
+    return {"input": {"customer": gid(linked_customer(world, min_orders=1).erp_number), "email": email}}
+
+
+async def test_a_retry_with_the_same_idempotency_key_reaches_the_crm_with_the_same_key(
+        writes: tuple[Harness, CrmWrites], world: World) -> None:
+    gw, crm = writes
+    token = gw.jwt("sales")
+    for _ in range(2):
+        done = await gw.query(UPDATE, contact_change(world, "retry@example.com"), token=token,
+                              headers={"idempotency-key": "order-form-7f3a"})
+        assert "errors" not in done, done
+    assert len(crm.keys) == 2 and crm.keys[0] == crm.keys[1]
+    assert crm.keys[0] is not None and len(crm.keys[0]) == 64 and "order-form-7f3a" not in crm.keys[0]
+
+
+async def test_the_quoted_form_of_the_header_is_the_same_key(writes: tuple[Harness, CrmWrites],
+                                                             world: World) -> None:
+    gw, crm = writes
+    for given in ("k-1", '"k-1"'):
+        await gw.query(UPDATE, contact_change(world, "quoted@example.com"), token=gw.jwt("sales"),
+                       headers={"idempotency-key": given})
+    assert len(crm.keys) == 2 and crm.keys[0] == crm.keys[1]
+
+
+async def test_two_principals_with_the_same_idempotency_key_reach_the_crm_with_different_keys(
+        writes: tuple[Harness, CrmWrites], world: World) -> None:
+    gw, crm = writes
+    for subject in ("alice@example.com", "alice@example.com", "bob@example.com", "bob@example.com"):
+        done = await gw.query(UPDATE, contact_change(world, "shared@example.com"),
+                              token=gw.jwt("sales", subject=subject), headers={"idempotency-key": "same-key"})
+        assert "errors" not in done, done
+    alice, alice_again, bob, bob_again = crm.keys
+    assert alice == alice_again and bob == bob_again and alice != bob
+
+
+@pytest.mark.parametrize("given", ["", "x" * 256, '"unterminated', '"a" "b"'])
+async def test_a_malformed_idempotency_key_is_a_400_and_nothing_is_written(
+        writes: tuple[Harness, CrmWrites], world: World, given: str) -> None:
+    gw, crm = writes
+    body = await gw.query(UPDATE, contact_change(world, "never@example.com"), token=gw.jwt("sales"),
+                          headers={"idempotency-key": given}, status=400)
+    assert body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert "Idempotency-Key" in body["errors"][0]["message"]
+    assert crm.keys == []
+
+
+async def test_without_the_header_the_request_id_is_the_key(writes: tuple[Harness, CrmWrites],
+                                                            world: World) -> None:
+    gw, crm = writes
+    for request_id in ("req-1", "req-2"):
+        done = await gw.query(UPDATE, contact_change(world, "plain@example.com"), token=gw.jwt("sales"),
+                              headers={"x-request-id": request_id})
+        assert done["data"]["updateCustomerContact"]["customer"]["email"] == "plain@example.com"
+    assert crm.keys == ["req-1", "req-2"]
