@@ -54,7 +54,7 @@ class Mutation:
             raise bad_input("this customer has no CRM record to change")
         ctx = info.context
         updated = await ctx.services.crm.update_customer(found.crm_id, changes,
-                                                         idempotency_key=ctx.request_id)
+                                                         idempotency_key=ctx.idempotency_key_for(info.field_name))
         # Whatever this request read before, its answer shows the record as the CRM now has it.
         ctx.loaders.get(ctx.services.crm.customers, None).prime(found.crm_id, updated, force=True)
         return UpdateCustomerContactPayload(customer=found)
