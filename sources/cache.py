@@ -10,6 +10,10 @@ Per operation, a policy gives a TTL, a stale-while-revalidate window (serve the 
 the background) and a stale-if-error window (serve the old value when the source fails). Concurrent
 misses for the same key wait for one upstream call (singleflight). Invalidation deletes keys, or
 bumps the operation's generation, which lives in the backend so every instance sharing it sees it.
+A read that was under way during an invalidation never stores what it fetched: a value is stored only
+if its operation's generation and its key's invalidation stamp are what they were when the read began
+(checked and stored in one step on Redis), and a read that began after an invalidation never waits for
+the answer of a fetch that began before it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
+from aiocache.backends.redis import RedisBackend
 from aiocache.base import BaseCache
 from redis.exceptions import RedisError
 
@@ -63,6 +68,39 @@ NO_CACHE = CachePolicy()
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
+#: How long a key's invalidation stamp is kept: longer than any read under way could last (reads are
+#: bounded by their source's deadline, seconds), so no read that began before it can miss it.
+STAMP_KEEP_S = 3600
+
+# Stores the entries whose key was not invalidated since the read began, if the operation's generation
+# has not moved either; all in one step, so no invalidation can fall between the check and the store.
+# KEYS: generation, then (entry, stamp) pairs; ARGV: generation read, TTL, then (stamp read, value) pairs.
+_STORE_IF_CURRENT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+local stored = 0
+for i = 2, #KEYS, 2 do
+  if tonumber(redis.call('GET', KEYS[i + 1]) or '0') == tonumber(ARGV[i + 1]) then
+    redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ARGV[2])
+    stored = stored + 1
+  end
+end
+return stored
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What a read saw when it began: its operation's generation, and each key's invalidation stamp."""
+
+    generation_key: str
+    generation: int
+    stamps: Mapping[str, int]  # cache key -> stamp
+
+
+def _count(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
 def _canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
@@ -74,8 +112,11 @@ class SourceCache:
         self.policies = dict(policies)
         self.version = version
         self.clock = clock
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        # Fetches under way, by cache key, with the key's stamp when their read began.
+        self._inflight: dict[str, tuple[asyncio.Future[Any], int]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._store_script: Any = (backend.client.register_script(_STORE_IF_CURRENT)
+                                   if isinstance(backend, RedisBackend) else None)
 
     def policy(self, source: str, operation: str) -> CachePolicy:
         return self.policies.get(f"{source}.{operation}") or self.policies.get(f"{source}.*") or NO_CACHE
@@ -83,6 +124,11 @@ class SourceCache:
     def _key(self, source: str, operation: str, generation: int, key: Any, args: Any) -> str:
         digest = hashlib.sha256(_canonical([self.version, source, operation, generation, key, args])).hexdigest()
         return f"gw:c:{digest}"
+
+    @staticmethod
+    def _stamp_key(cache_key: str) -> str:
+        """Counts the invalidations of one cache key."""
+        return "gw:k:" + cache_key.removeprefix("gw:c:")
 
     @staticmethod
     def _generation_key(source: str, operation: str) -> str:
@@ -109,13 +155,17 @@ class SourceCache:
         try:
             generation = await self._generation(source, operation)
             cache_keys = {k: self._key(source, operation, generation, k, args) for k in keys}
-            entries = await self.backend.multi_get(list(cache_keys.values()))
+            names = list(cache_keys.values())
+            found = await self.backend.multi_get(names + [self._stamp_key(n) for n in names])
         except BACKEND_ERRORS as exc:
             # The cache is an optimisation: when its backend fails, answer from the source.
             CACHE_COUNTS[(source, "backend_error")] += 1
             log.warning("cache_unavailable", source=source, error=str(exc))
             record_touch(source, operation, 0.0)
             return dict(await fetch(list(keys)))
+        entries = found[:len(names)]
+        read = _Read(self._generation_key(source, operation), generation,
+                     {n: _count(stamp) for n, stamp in zip(names, found[len(names):], strict=True)})
         now = self.clock()
         out: dict[K, Any] = {}
         missing: list[K] = []
@@ -147,11 +197,11 @@ class SourceCache:
         if revalidate:
             CACHE_COUNTS[(source, "stale")] += len(revalidate)
             record_cache_event(source, operation, "stale", len(revalidate), stale_age)
-            self._refresh_later(source, operation, revalidate, args, fetch, cache_keys, policy)
+            self._refresh_later(source, operation, revalidate, fetch, cache_keys, policy, read)
         if missing:
             CACHE_COUNTS[(source, "miss")] += len(missing)
             try:
-                out.update(await self._fetch_once(missing, fetch, cache_keys, policy))
+                out.update(await self._fetch_once(missing, fetch, cache_keys, policy, read))
             except SourceError:
                 if not all(k in fallback for k in missing):
                     raise
@@ -163,21 +213,28 @@ class SourceCache:
         return out
 
     async def _fetch_once(self, keys: list[K], fetch: Fetch[K], cache_keys: Mapping[K, str],
-                          policy: CachePolicy) -> dict[K, Any]:
-        """Fetch `keys`, sharing calls already under way for any of them (singleflight)."""
+                          policy: CachePolicy, read: _Read) -> dict[K, Any]:
+        """Fetch `keys`, sharing calls already under way for any of them (singleflight).
+
+        A call is shared only with reads that saw the same invalidation stamp: one that began before
+        an invalidation of its key may answer with what the invalidation was about to drop."""
         loop = asyncio.get_running_loop()
-        mine = [k for k in keys if cache_keys[k] not in self._inflight]
-        theirs = {k: self._inflight[cache_keys[k]] for k in keys if cache_keys[k] in self._inflight}
+        theirs: dict[K, asyncio.Future[Any]] = {}
+        for k in keys:
+            under_way = self._inflight.get(cache_keys[k])
+            if under_way is not None and under_way[1] == read.stamps[cache_keys[k]]:
+                theirs[k] = under_way[0]
+        mine = [k for k in keys if k not in theirs]
         futures = {k: loop.create_future() for k in mine}
         for k, future in futures.items():
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failure is never "unretrieved"
-            self._inflight[cache_keys[k]] = future
+            self._inflight[cache_keys[k]] = (future, read.stamps[cache_keys[k]])
         out: dict[K, Any] = {}
         try:
             if mine:
                 fetched = await fetch(mine)
                 stored_at = self.clock()
-                await self._store(fetched, cache_keys, stored_at, policy)
+                await self._store(fetched, cache_keys, stored_at, policy, read)
                 for k in mine:
                     futures[k].set_result(fetched.get(k))
                 out.update({k: v for k, v in fetched.items() if k in futures})
@@ -187,8 +244,9 @@ class SourceCache:
                     future.set_exception(exc)
             raise
         finally:
-            for k in mine:
-                self._inflight.pop(cache_keys[k], None)
+            for k, future in futures.items():
+                if self._inflight.get(cache_keys[k], (None, 0))[0] is future:
+                    del self._inflight[cache_keys[k]]
         for k, future in theirs.items():
             value = await future
             if value is not None:
@@ -196,7 +254,7 @@ class SourceCache:
         return out
 
     async def _store(self, fetched: Mapping[K, Any], cache_keys: Mapping[K, str], stored_at: float,
-                     policy: CachePolicy) -> None:
+                     policy: CachePolicy, read: _Read) -> None:
         pairs = []
         for k, v in fetched.items():
             if k not in cache_keys:
@@ -207,15 +265,35 @@ class SourceCache:
                 log.warning("cache_unserialisable", error=str(exc))
         if pairs:
             try:
-                await self.backend.multi_set(pairs, ttl=max(1, int(policy.keep_s + 1)))
+                await self._store_if_current(pairs, max(1, int(policy.keep_s + 1)), read)
             except BACKEND_ERRORS as exc:
                 log.warning("cache_store_failed", error=str(exc))
 
-    def _refresh_later(self, source: str, operation: str, keys: list[K], args: Any, fetch: Fetch[K],
-                       cache_keys: Mapping[K, str], policy: CachePolicy) -> None:
+    async def _store_if_current(self, pairs: list[tuple[str, bytes]], ttl: int, read: _Read) -> None:
+        """Store the entries no invalidation has touched since `read` began; drop the others."""
+        if self._store_script is not None:
+            build = self.backend._build_key  # the backend's own key naming, as its other calls use it
+            keys = [build(read.generation_key)]
+            argv: list[Any] = [read.generation, ttl]
+            for name, value in pairs:
+                keys += [build(name), build(self._stamp_key(name))]
+                argv += [read.stamps[name], value]
+            await self._store_script(keys=keys, args=argv)
+            return
+        # In memory nothing else runs between this check and the store: neither awaits anything real.
+        current = await self.backend.multi_get([read.generation_key] + [self._stamp_key(n) for n, _ in pairs])
+        if _count(current[0]) != read.generation:
+            return
+        unchanged = [(n, v) for (n, v), stamp in zip(pairs, current[1:], strict=True)
+                     if _count(stamp) == read.stamps[n]]
+        if unchanged:
+            await self.backend.multi_set(unchanged, ttl=ttl)
+
+    def _refresh_later(self, source: str, operation: str, keys: list[K], fetch: Fetch[K],
+                       cache_keys: Mapping[K, str], policy: CachePolicy, read: _Read) -> None:
         async def refresh() -> None:
             try:
-                await self._fetch_once(keys, fetch, cache_keys, policy)
+                await self._fetch_once(keys, fetch, cache_keys, policy, read)
             except SourceError as exc:
                 log.info("revalidation_failed", source=source, operation=operation, code=exc.code)
 
@@ -231,12 +309,19 @@ class SourceCache:
         """
         if keys:
             generation = await self._generation(source, operation)
-            await asyncio.gather(*(self.backend.delete(self._key(source, operation, generation, k, None))
-                                   for k in keys))
+            names = [self._key(source, operation, generation, k, None) for k in keys]
+            # The stamp first: a read under way from now on will not store what it fetched.
+            await asyncio.gather(*(self._stamp(n) for n in names))
+            await asyncio.gather(*(self.backend.delete(n) for n in names))
         else:
             await self.backend.increment(self._generation_key(source, operation))
         await self.backend.increment(self._answers_key(source, operation))
         CACHE_COUNTS[(source, "invalidation")] += 1
+
+    async def _stamp(self, cache_key: str) -> None:
+        stamp = self._stamp_key(cache_key)
+        await self.backend.increment(stamp)
+        await self.backend.expire(stamp, STAMP_KEEP_S)
 
     @staticmethod
     def _answers_key(source: str, operation: str) -> str:

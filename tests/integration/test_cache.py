@@ -9,13 +9,18 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.base import BaseCache
+from aiocache.serializers import NullSerializer
 
 from demo.secrets import DemoSecrets
 from demo.world import World
 from gateway.hooks import sign
+from sources.cache import CachePolicy, SourceCache
 from tests.integration.expected import linked_customer
 from tests.integration.gateway_harness import Harness, running_gateway
 from tests.integration.test_customer_360 import CUSTOMER_360
@@ -202,3 +207,92 @@ async def test_failures_are_not_cached(cached: tuple[Harness, Clock], world: Wor
         gw.faults["crm"].outage = False
     healed = await gw.query(EMAIL, {"n": c.erp_number})
     assert healed["data"]["customer"]["email"] == c.email.lower() and "errors" not in healed
+
+
+# --- a read under way during an invalidation ----------------------------------------------------------
+
+class PausedSource:
+    """A source whose value the test changes, and whose next fetch the test can hold mid-call."""
+
+    def __init__(self) -> None:
+        self.value = "old"
+        self.calls = 0
+        self.hold: asyncio.Event | None = None
+        self.fetching = asyncio.Event()
+
+    async def fetch(self, keys: list[str]) -> dict[str, Any]:
+        self.calls += 1
+        value = self.value  # what the upstream answered, before the pause that delays it reaching us
+        if self.hold is not None:
+            hold, self.hold = self.hold, None
+            self.fetching.set()
+            await hold.wait()
+        return {k: value for k in keys}
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def backend_url(request: pytest.FixtureRequest) -> str | None:
+    """None for the memory backend, else the Redis server's (flushed) database."""
+    return request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+
+@pytest.fixture
+async def source_cache(backend_url: str | None) -> AsyncIterator[SourceCache]:
+    backend: BaseCache
+    if backend_url is not None:
+        url = urlparse(backend_url)
+        backend = RedisCache(serializer=NullSerializer(), endpoint=url.hostname, port=url.port,
+                             db=int(url.path.lstrip("/")))
+    else:
+        backend = SimpleMemoryCache(serializer=NullSerializer())
+    cache = SourceCache(backend, {"crm.customers": CachePolicy(ttl_s=60)})
+    try:
+        yield cache
+    finally:
+        await cache.aclose()
+
+
+@pytest.mark.parametrize("keys", [["c1"], None], ids=["per_key", "whole_operation"])
+async def test_a_read_under_way_during_an_invalidation_does_not_store_its_older_value(
+        source_cache: SourceCache, keys: list[str] | None) -> None:
+    source = PausedSource()
+    source.hold = hold = asyncio.Event()
+    first = asyncio.create_task(source_cache.many("crm", "customers", ["c1"], None, source.fetch))
+    await source.fetching.wait()
+    source.value = "new"
+    await source_cache.invalidate("crm", "customers", keys)
+    hold.set()
+    assert await first == {"c1": "old"}  # it began before the invalidation: its answer may be the old one
+    assert await source_cache.many("crm", "customers", ["c1"], None, source.fetch) == {"c1": "new"}
+    assert source.calls == 2  # the next read asked the source again
+    assert await source_cache.many("crm", "customers", ["c1"], None, source.fetch) == {"c1": "new"}
+    assert source.calls == 2  # and what it fetched is cached
+
+
+@pytest.mark.parametrize("keys", [["c1"], None], ids=["per_key", "whole_operation"])
+async def test_a_read_begun_after_an_invalidation_does_not_wait_for_a_fetch_begun_before(
+        source_cache: SourceCache, keys: list[str] | None) -> None:
+    source = PausedSource()
+    source.hold = hold = asyncio.Event()
+    first = asyncio.create_task(source_cache.many("crm", "customers", ["c1"], None, source.fetch))
+    await source.fetching.wait()
+    source.value = "new"
+    await source_cache.invalidate("crm", "customers", keys)
+    second = await asyncio.wait_for(source_cache.many("crm", "customers", ["c1"], None, source.fetch), 5)
+    assert second == {"c1": "new"} and source.calls == 2
+    hold.set()
+    assert await first == {"c1": "old"}
+    assert await source_cache.many("crm", "customers", ["c1"], None, source.fetch) == {"c1": "new"}
+    assert source.calls == 2
+
+
+async def test_an_invalidation_of_one_key_does_not_stop_others_being_stored(source_cache: SourceCache) -> None:
+    source = PausedSource()
+    source.hold = hold = asyncio.Event()
+    first = asyncio.create_task(source_cache.many("crm", "customers", ["c1", "c2"], None, source.fetch))
+    await source.fetching.wait()
+    await source_cache.invalidate("crm", "customers", ["c1"])
+    hold.set()
+    await first
+    assert await source_cache.many("crm", "customers", ["c2"], None, source.fetch) == {"c2": "old"}
+    assert source.calls == 1
