@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import time
 from collections import Counter
@@ -10,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
-
-import orjson
 
 R = TypeVar("R")
 
@@ -35,7 +32,7 @@ class Source(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Slice(Generic[R]):
-    """One page of records, each with the opaque cursor that resumes after it."""
+    """One page of records, each with the opaque cursor that resumes after it (sources.cursors)."""
 
     items: tuple[R, ...]
     cursors: tuple[str, ...]
@@ -44,23 +41,6 @@ class Slice(Generic[R]):
     @classmethod
     def empty(cls) -> Slice[R]:
         return cls((), (), False)
-
-
-def encode_cursor(*parts: str | int) -> str:
-    """An opaque, URL-safe cursor from sort-key parts."""
-    return base64.urlsafe_b64encode(orjson.dumps(list(parts))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> list[str | int]:
-    """The sort-key parts of a cursor made by `encode_cursor`; ValueError when it is not one."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = orjson.loads(raw)
-    except (ValueError, orjson.JSONDecodeError) as exc:
-        raise ValueError("malformed cursor") from exc
-    if not isinstance(parts, list) or not all(isinstance(p, str | int) for p in parts):
-        raise ValueError("malformed cursor")
-    return parts
 
 
 # --- upstream call records --------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sources.base import Health, Slice, decode_cursor, encode_cursor
+from sources.base import Health, Slice
 from sources.cache import Cache, NoCache
+from sources.cursors import UpstreamSlice, read_pages, upstream_kind
 from sources.errors import UpstreamBadResponse
 from sources.mapping import Field, RecordMap, code, email, iso_datetime, nested, optional, phone, strip, text
 from sources.rest import RestTransport, items_under
@@ -104,17 +105,14 @@ INTERACTION_MAP = RecordMap(Interaction, {
 })
 
 
-def _page_cursor(after: str | None) -> tuple[str | None, int]:
-    """Our cursors are (the CRM's page cursor, how many items of that page were already seen).
+# The CRM hands out a cursor per page; ours are (that cursor, items of its page seen), one per edge.
+CUSTOMER_CURSOR = upstream_kind("customers")
+INTERACTION_CURSOR = upstream_kind("interactions")
 
-    The CRM only hands out a cursor per page; this gives every edge its own resumable cursor.
-    """
-    if after is None:
-        return None, 0
-    parts = decode_cursor(after)
-    if len(parts) != 2 or not isinstance(parts[0], str) or not isinstance(parts[1], int) or parts[1] < 1:
-        raise ValueError("malformed cursor")
-    return parts[0] or None, parts[1]
+
+def _cached(page: UpstreamSlice) -> list[Any]:
+    """What the cache keeps of a page: raw items and positions, never cursors (their key is per process)."""
+    return [page.items, [list(p) for p in page.positions], page.has_next]
 
 
 class CrmSource:
@@ -149,34 +147,24 @@ class CrmSource:
         return {i: self.customer_map.apply(r, source=self.name) for i, r in raw.items()}
 
     async def _paged(self, operation: str, path: str, params: dict[str, Any], first: int,
-                     after: str | None) -> Slice[Any]:
-        """Read enough of the CRM's pages for `first` raw items after our cursor."""
-        page_cursor, skip = _page_cursor(after)
-        items: list[Any] = []
-        cursors: list[str] = []
-        while True:
-            body = await self.transport.get_json(
-                operation, path, {**params, "limit": min(self.page_limit, first + skip + 1), "cursor": page_cursor})
-            raw_items = items_under(body, "data", self.name)[skip:]
-            next_cursor = body.get("nextCursor")
-            for offset, raw in enumerate(raw_items, start=skip + 1):
-                items.append(raw)
-                cursors.append(encode_cursor(page_cursor or "", offset))
-            if len(items) > first or not next_cursor:
-                break
-            page_cursor, skip = str(next_cursor), 0
-        return Slice(tuple(items[:first]), tuple(cursors[:first]), len(items) > first or bool(next_cursor))
+                     after: tuple[str | int, ...] | None) -> UpstreamSlice:
+        """Read enough of the CRM's pages for `first` raw items after a position."""
+        async def read(cursor: str | None, limit: int) -> tuple[list[Any], Any]:
+            body = await self.transport.get_json(operation, path, {**params, "limit": limit, "cursor": cursor})
+            return items_under(body, "data", self.name), body.get("nextCursor")
+
+        return await read_pages(read, first, after, page_limit=self.page_limit, source=self.name)
 
     async def customer_page(self, query: CustomerQuery) -> Slice[CrmCustomer]:
         params: dict[str, Any] = {"q": query.text, "segment": SEGMENT_CODES[query.segment] if query.segment else None}
-        _page_cursor(query.after)  # a bad cursor fails before the cache or the CRM
+        after = CUSTOMER_CURSOR.after(query.after)  # a bad cursor fails before the cache or the CRM
 
         async def fetch() -> list[Any]:
-            page = await self._paged("customer_page", "/api/v1/customers", params, query.first, query.after)
-            return [list(page.items), list(page.cursors), page.has_next]
+            return _cached(await self._paged("customer_page", "/api/v1/customers", params, query.first, after))
 
-        items, cursors, has_next = await self.cache.one(self.name, "customer_page", query, fetch)
-        return Slice(tuple(self.customer_map.apply(r, source=self.name) for r in items), tuple(cursors), has_next)
+        items, positions, has_next = await self.cache.one(self.name, "customer_page", query, fetch)
+        return Slice(tuple(self.customer_map.apply(r, source=self.name) for r in items),
+                     tuple(CUSTOMER_CURSOR.encode(*p) for p in positions), has_next)
 
     async def update_customer(self, crm_id: str, changes: Mapping[str, str | None], *,
                               idempotency_key: str | None = None) -> CrmCustomer:
@@ -207,15 +195,15 @@ class CrmSource:
                               query: InteractionQuery) -> dict[str, Slice[Interaction]]:
         """The first page of interactions of each customer: one batch call (per 100 customers)."""
         kind = KIND_CODES[query.kind] if query.kind else None
-        _page_cursor(query.after)
+        after = INTERACTION_CURSOR.after(query.after)  # a bad cursor fails before the cache or the CRM
 
         async def fetch(wanted: list[str]) -> dict[str, Any]:
-            if query.after is not None:
+            if after is not None:
                 # A cursor belongs to one customer's list; resume each one on its own.
                 pages = await asyncio.gather(*(
                     self._paged("interactions", f"/api/v1/customers/{cid}/interactions", {"kind": kind},
-                                query.first, query.after) for cid in wanted))
-                return {cid: [list(p.items), list(p.cursors), p.has_next] for cid, p in zip(wanted, pages, strict=True)}
+                                query.first, after) for cid in wanted))
+                return {cid: _cached(p) for cid, p in zip(wanted, pages, strict=True)}
             found: dict[str, Any] = {cid: [[], [], False] for cid in wanted}
             chunks = [wanted[i: i + BATCH_LIMIT] for i in range(0, len(wanted), BATCH_LIMIT)]
             bodies = await asyncio.gather(*(self.transport.get_json(
@@ -227,15 +215,16 @@ class CrmSource:
                         raise UpstreamBadResponse(self.name, "interaction batch for an unknown customer")
                     raw_items = items_under(result, "data", self.name)
                     page = raw_items[: query.first]
-                    found[result["customerId"]] = [page, [encode_cursor("", i + 1) for i in range(len(page))],
+                    found[result["customerId"]] = [page, [["", i + 1] for i in range(len(page))],
                                                    len(raw_items) > query.first or bool(result.get("nextCursor"))]
             return found
 
         raw = await self.cache.many(self.name, "interactions_of", customer_ids, query, fetch)
         out: dict[str, Slice[Interaction]] = {}
         for cid in customer_ids:
-            items, cursors, has_next = raw.get(cid, [[], [], False])
-            out[cid] = Slice(tuple(INTERACTION_MAP.apply(r, source=self.name) for r in items), tuple(cursors),
+            items, positions, has_next = raw.get(cid, [[], [], False])
+            out[cid] = Slice(tuple(INTERACTION_MAP.apply(r, source=self.name) for r in items),
+                             tuple(INTERACTION_CURSOR.encode(*p) for p in positions),
                              bool(has_next))
         return out
 

@@ -10,8 +10,9 @@ from typing import Any, ClassVar, TypeVar
 from sqlalchemy import ColumnElement, Executable, Integer, String, and_, column, func, or_, select, table
 from sqlalchemy.sql.expression import ColumnClause, TableClause
 
-from sources.base import Health, Slice, decode_cursor, encode_cursor
+from sources.base import Health, Slice
 from sources.cache import Cache, NoCache
+from sources.cursors import CursorKind
 from sources.errors import MappingError
 from sources.mapping import (
     Field,
@@ -227,18 +228,23 @@ def _cols(t: TableClause, record_map: RecordMap[Any]) -> list[ColumnClause[Any]]
     return [t.c[name] for name in record_map.raw_names if name in t.c]
 
 
-def _order_keyset(after: str | None) -> ColumnElement[bool] | None:
+#: Orders run newest first, keyed by (date, number); all orders and one customer's are separate lists.
+ORDER_CURSOR = CursorKind("orders", (int, int))
+CUSTOMER_ORDER_CURSOR = CursorKind("customerOrders", (int, int))
+#: Items run in item-number order.
+ITEM_CURSOR = CursorKind("products", (str,))
+
+
+def _order_keyset(cursor: CursorKind, after: str | None) -> ColumnElement[bool] | None:
     """Orders run newest first: (date desc, number desc). Resume strictly after the cursor's order."""
-    if after is None:
+    parts = cursor.after(after)
+    if parts is None:
         return None
-    parts = decode_cursor(after)
-    if len(parts) != 2 or not all(isinstance(p, int) for p in parts):
-        raise ValueError("malformed cursor")
-    day, number = parts
+    day, number = int(parts[0]), int(parts[1])
     return or_(ORDHDR.c.OHORDT < day, and_(ORDHDR.c.OHORDT == day, ORDHDR.c.OHORNO < number))
 
 
-def _order_filters(query: OrderQuery, transport: SqlTransport) -> list[ColumnElement[bool]]:
+def _order_filters(query: OrderQuery, transport: SqlTransport, cursor: CursorKind) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if query.statuses:
         where.append(transport.key_in(ORDHDR.c.OHSTAT, "statuses", [ORDER_STATUS_CODE[s] for s in query.statuses]))
@@ -248,7 +254,7 @@ def _order_filters(query: OrderQuery, transport: SqlTransport) -> list[ColumnEle
         where.append(ORDHDR.c.OHORDT <= to_cyymmdd(query.placed_to))
     if query.customer:
         where.append(ORDHDR.c.OHCUNO == customer_key(query.customer))
-    keyset = _order_keyset(query.after)
+    keyset = _order_keyset(cursor, query.after)
     if keyset is not None:
         where.append(keyset)
     return where
@@ -263,8 +269,8 @@ def _group(rows: Sequence[dict[str, Any]], keys: Sequence[K], key_of: Callable[[
     return grouped
 
 
-def _order_cursor(row: dict[str, Any]) -> str:
-    return encode_cursor(int(row["OHORDT"]), int(row["OHORNO"]))
+def _order_position(row: dict[str, Any]) -> tuple[int, int]:
+    return int(row["OHORDT"]), int(row["OHORNO"])
 
 
 class ErpSource:
@@ -342,7 +348,8 @@ class ErpSource:
 
     async def order_page(self, query: OrderQuery) -> Slice[ErpOrder]:
         """One page of all orders matching the filters, newest first."""
-        where = _order_filters(query, self.transport)  # a bad cursor fails here, before the cache or the database
+        # A bad cursor fails here, before the cache or the database.
+        where = _order_filters(query, self.transport, ORDER_CURSOR)
 
         def build() -> Executable:
             return (select(*_cols(ORDHDR, ORDER_MAP)).where(*where)
@@ -351,11 +358,11 @@ class ErpSource:
         async def fetch() -> list[dict[str, Any]]:
             return list(await self.transport.rows("order_page", self._statement(("order_page", query), build)))
 
-        return self._slice(await self.cache.one(self.name, "order_page", query, fetch), query.first)
+        return self._slice(await self.cache.one(self.name, "order_page", query, fetch), query.first, ORDER_CURSOR)
 
     async def orders_of_customers(self, numbers: Sequence[str], query: OrderQuery) -> dict[str, Slice[ErpOrder]]:
         """The first page of orders of each customer, in one windowed statement."""
-        where = _order_filters(query, self.transport)
+        where = _order_filters(query, self.transport, CUSTOMER_ORDER_CURSOR)
 
         def build() -> Executable:
             rank = func.row_number().over(partition_by=ORDHDR.c.OHCUNO,
@@ -373,12 +380,12 @@ class ErpSource:
             return grouped
 
         raw = await self.cache.many(self.name, "orders_of_customers", numbers, query, fetch)
-        return {n: self._slice(raw.get(n, []), query.first) for n in numbers}
+        return {n: self._slice(raw.get(n, []), query.first, CUSTOMER_ORDER_CURSOR) for n in numbers}
 
-    def _slice(self, rows: list[dict[str, Any]], first: int) -> Slice[ErpOrder]:
+    def _slice(self, rows: list[dict[str, Any]], first: int, cursor: CursorKind) -> Slice[ErpOrder]:
         page = rows[:first]
-        return Slice(tuple(self._map(ORDER_MAP, r) for r in page), tuple(_order_cursor(r) for r in page),
-                     len(rows) > first)
+        return Slice(tuple(self._map(ORDER_MAP, r) for r in page),
+                     tuple(cursor.encode(*_order_position(r)) for r in page), len(rows) > first)
 
     async def lines_of_orders(self, numbers: Sequence[int], _: None = None) -> dict[int, tuple[ErpOrderLine, ...]]:
         def build() -> Executable:
@@ -447,18 +454,16 @@ class ErpSource:
             needle = query.text.strip().upper()
             stmt = stmt.where(or_(func.upper(ITMMAS.c.IMDESC).contains(needle, autoescape=True),
                                   func.upper(ITMMAS.c.IMITNO).contains(needle, autoescape=True)))
-        if query.after is not None:
-            parts = decode_cursor(query.after)
-            if len(parts) != 1 or not isinstance(parts[0], str):
-                raise ValueError("malformed cursor")
-            stmt = stmt.where(ITMMAS.c.IMITNO > item_key(parts[0]))
+        after = ITEM_CURSOR.after(query.after)  # a bad cursor fails here, before the cache or the database
+        if after is not None:
+            stmt = stmt.where(ITMMAS.c.IMITNO > item_key(str(after[0])))
 
         async def fetch() -> list[dict[str, Any]]:
             return list(await self.transport.rows("item_page", self._statement(("item_page", query), lambda: stmt)))
 
         rows: list[dict[str, Any]] = await self.cache.one(self.name, "item_page", query, fetch)
         page = [self._map(self.item_map, r) for r in rows[: query.first]]
-        return Slice(tuple(page), tuple(encode_cursor(i.number) for i in page), len(rows) > query.first)
+        return Slice(tuple(page), tuple(ITEM_CURSOR.encode(i.number) for i in page), len(rows) > query.first)
 
     async def stock_of_items(self, numbers: Sequence[str], _: None = None) -> dict[str, tuple[ErpStock, ...]]:
         def build() -> Executable:

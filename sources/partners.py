@@ -9,8 +9,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sources.base import Health, Slice, decode_cursor, encode_cursor
+from sources.base import Health, Slice
 from sources.cache import Cache, NoCache
+from sources.cursors import read_pages, upstream_kind
 from sources.errors import UpstreamBadResponse
 from sources.mapping import (
     Field,
@@ -30,6 +31,8 @@ from sources.values import Money, PurchaseOrderStatus, ShipmentStatus
 
 BATCH_LIMIT = 200  # both partner APIs take at most 200 keys per call
 SUPPLIER_PAGE_LIMIT = 200  # and at most 200 items per page
+#: The portal hands out a cursor per page; ours are (that cursor, items of its page seen), one per edge.
+PURCHASE_ORDER_CURSOR = upstream_kind("purchaseOrders")
 
 
 def _chunks(keys: Sequence[Any]) -> list[list[Any]]:
@@ -163,28 +166,23 @@ class SupplierSource:
         return {s: tuple(PO_MAP.apply(r, source=self.name) for r in raw.get(s, ())) for s in skus}
 
     async def purchase_order_page(self, query: PurchaseOrderQuery) -> Slice[PurchaseOrder]:
-        """One page of purchase orders, newest first. Our cursor is (supplier's cursor, items seen)."""
-        page_cursor: str | None = None
-        skip = 0
-        if query.after is not None:
-            parts = decode_cursor(query.after)
-            if len(parts) != 2 or not isinstance(parts[0], str) or not isinstance(parts[1], int):
-                raise ValueError("malformed cursor")
-            page_cursor, skip = parts[0] or None, parts[1]
+        """One page of purchase orders, newest first, read across as many of the portal's pages as it takes."""
+        after = PURCHASE_ORDER_CURSOR.after(query.after)  # a bad cursor fails before the cache or the portal
+        params = {"supplier": query.supplier, "status": PO_STATUS_CODE[query.status] if query.status else None}
 
-        async def fetch() -> Any:
-            return await self.transport.get_json("purchase_order_page", "/v2/purchase-orders", {
-                "supplier": query.supplier, "status": PO_STATUS_CODE[query.status] if query.status else None,
-                "limit": min(SUPPLIER_PAGE_LIMIT, query.first + skip + 1), "cursor": page_cursor})
+        async def read(cursor: str | None, limit: int) -> tuple[list[Any], Any]:
+            body = await self.transport.get_json("purchase_order_page", "/v2/purchase-orders",
+                                                 {**params, "limit": limit, "cursor": cursor})
+            return items_under(body, "purchaseOrders", self.name), body.get("next")
+
+        async def fetch() -> list[Any]:
+            page = await read_pages(read, query.first, after, page_limit=SUPPLIER_PAGE_LIMIT, source=self.name)
+            return [page.items, [list(p) for p in page.positions], page.has_next]
 
         # The supplier filter (a partner's row rule) is part of `query`, so of the cache key.
-        body = await self.cache.one(self.name, "purchase_order_page", query, fetch)
-        raw = items_under(body, "purchaseOrders", self.name)[skip:]
-        mapped = [PO_MAP.apply(r, source=self.name) for r in raw]
-        page = mapped[: query.first]
-        cursors = tuple(encode_cursor(page_cursor or "", skip + i + 1) for i in range(len(page)))
-        next_page = isinstance(body, dict) and bool(body.get("next"))
-        return Slice(tuple(page), cursors, len(mapped) > query.first or next_page)
+        items, positions, has_next = await self.cache.one(self.name, "purchase_order_page", query, fetch)
+        return Slice(tuple(PO_MAP.apply(r, source=self.name) for r in items),
+                     tuple(PURCHASE_ORDER_CURSOR.encode(*p) for p in positions), bool(has_next))
 
     async def health(self) -> Health:
         return await self.transport.health("/healthz")

@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.audit import GENESIS, AuditFilter, AuditPage, AuditRecord, chain_hash
 from gateway.audit.sink import audit_events
-from sources.base import decode_cursor, encode_cursor
+from sources.cursors import CursorKind
 
 t = audit_events
+#: The trail runs newest first, keyed by (time, writer, seq).
+AUDIT_CURSOR = CursorKind("auditEvents", (str, str, int))
 
 
 def _where(where: AuditFilter) -> list[ColumnElement[bool]]:
@@ -39,11 +41,9 @@ class SqlAuditReader:
     async def events(self, where: AuditFilter, first: int, after: str | None) -> AuditPage:
         """Newest first; the cursor is (time, writer, seq)."""
         clauses = _where(where)
-        if after is not None:
-            parts = decode_cursor(after)
-            if len(parts) != 3 or not isinstance(parts[2], int):
-                raise ValueError("malformed cursor")
-            time_, writer, seq = str(parts[0]), str(parts[1]), parts[2]
+        parts = AUDIT_CURSOR.after(after)  # a bad cursor fails here, before the database
+        if parts is not None:
+            time_, writer, seq = str(parts[0]), str(parts[1]), int(parts[2])
             clauses.append(or_(t.c.time < time_, and_(t.c.time == time_, t.c.writer < writer),
                                and_(t.c.time == time_, t.c.writer == writer, t.c.seq < seq)))
         stmt = (select(t.c.time, t.c.writer, t.c.seq, t.c.record).where(*clauses)
@@ -52,7 +52,7 @@ class SqlAuditReader:
             rows = (await conn.execute(stmt)).all()
         page = rows[:first]
         return AuditPage(tuple(AuditRecord.from_canonical(r.record) for r in page),
-                         tuple(encode_cursor(r.time, r.writer, r.seq) for r in page), len(rows) > first)
+                         tuple(AUDIT_CURSOR.encode(r.time, r.writer, r.seq) for r in page), len(rows) > first)
 
     async def stream(self, where: AuditFilter) -> AsyncIterator[AuditRecord]:
         """Every matching record, oldest first (exports)."""
