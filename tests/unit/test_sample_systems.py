@@ -540,3 +540,27 @@ def test_every_world_size_is_a_flag() -> None:
     assert sizes_of(args) == Sizes(customers=3, purchase_orders=7, carriers=2)
     with pytest.raises(ValueError, match="carriers"):
         sizes_of(parser("test").parse_args(["--port", "1", "--vendors", "4", "--carriers", "4"]))
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50, 100, 200])
+async def test_supplier_pages_say_next_exactly_when_records_follow(supplier: httpx.AsyncClient, limit: int) -> None:
+    """A page is full whenever it has a `next`, and the last page (full or not) has none: no empty pages."""
+    seen: list[Any] = []
+    params: dict[str, Any] = {"limit": limit}
+    while True:
+        body = (await supplier.get("/v2/purchase-orders", params=params)).json()
+        assert body["purchaseOrders"], "an empty page"
+        seen += body["purchaseOrders"]
+        if body["next"] is None:
+            break
+        assert len(body["purchaseOrders"]) == limit
+        params["cursor"] = body["next"]
+    assert len(body["purchaseOrders"]) <= limit
+    newest_first = sorted(WORLD.purchase_orders, key=lambda p: (p.created, p.id), reverse=True)
+    assert [p["poNumber"] for p in seen] == [p.id for p in newest_first]
+
+
+async def test_supplier_pages_hold_at_most_200(supplier: httpx.AsyncClient) -> None:
+    assert (await supplier.get("/v2/purchase-orders", params={"limit": 200})).status_code == 200
+    for bad in ("201", "0", "-1", "x"):
+        assert (await supplier.get("/v2/purchase-orders", params={"limit": bad})).status_code == 400
