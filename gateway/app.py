@@ -99,7 +99,8 @@ async def start_audit(settings: Settings, db: AsyncEngine) -> AuditLog:
         engine = make_engine(config.url, pool_size=2)
         await upgrade(engine)
     sink = SqlAuditSink(engine, window_ms=config.window_ms, max_batch=config.max_batch,
-                        spool=config.spool_path if config.on_failure == "spool" else None)
+                        spool=config.spool_path if config.on_failure == "spool" else None,
+                        write_timeout_s=config.write_timeout_s)
     await sink.start()
     key = config.variables_key.get_secret_value().encode() if config.variables_key else secrets.token_bytes(32)
     pii = {name for name, scopes in FIELD_SCOPES.items() if CUSTOMERS_PII in scopes}

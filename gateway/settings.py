@@ -251,6 +251,8 @@ class AuditSettings(_Strict):
         "group commit: extra wait before a commit for more records to join (0: commit at once; records "
         "that arrive during a commit go together in the next)"))
     max_batch: int = Field(500, ge=1, le=10_000)
+    write_timeout_s: float = Field(15.0, gt=0, le=120, description=(
+        "the longest a request waits for its record's commit; then it is answered 503 AUDIT_UNAVAILABLE"))
     on_failure: Literal["fail_closed", "spool"] = Field(
         "fail_closed", description="when the database is down: refuse requests (503), or spool to a file")
     spool_path: Path = Path("demo-data/audit-spool.jsonl")

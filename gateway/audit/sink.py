@@ -8,6 +8,11 @@ before each commit for larger batches still. Each request waits for its record's
 answer is sent, so an answered request always has its record, even if the process is killed the next
 instant. Every process is its own writer with its own chain (`writer`, `seq`, `prev_hash`, `hash`),
 so concurrent writers never fork a chain.
+
+The writer task is supervised: if it dies of an error nobody expected, the error is logged, the records
+it held fail (their requests answer 503, never wait), and it is restarted, after a pause that grows
+while it keeps dying. No request waits longer than `write_timeout_s` for its record: a record not yet
+taken for a commit by then is withdrawn, so a record is either committed or its request gets an error.
 """
 
 from __future__ import annotations
@@ -118,19 +123,31 @@ class _Row:
                 "outcome": r.outcome, "record": self.canonical, "prev_hash": self.prev_hash, "hash": self.hash}
 
 
+_Entry = tuple[AuditRecord, asyncio.Future[None]]
+
+
 class SqlAuditSink:
+    #: Pause before restarting a writer that died: doubled for each death in a row, up to the maximum.
+    RESTART_FIRST_S = 0.01
+    RESTART_MAX_S = 1.0
+
     def __init__(self, engine: AsyncEngine, *, window_ms: float = 0.0, max_batch: int = 500,
-                 spool: Path | None = None) -> None:
+                 spool: Path | None = None, write_timeout_s: float = 15.0) -> None:
         self.engine = engine
         self.window_s = window_ms / 1000
         self.max_batch = max_batch
         self.spool = spool
+        self.write_timeout_s = write_timeout_s
         self.writer = uuid.uuid4().hex
         self._seq = 0
         self._prev = GENESIS
-        self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        self._pending: list[_Entry] = []
+        self._held: list[_Entry] = []  # the batch the writer task is committing
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._restart: asyncio.TimerHandle | None = None
+        self._deaths = 0  # writer deaths since its last commit that ended normally
+        self._closing = False
         self._conn: AsyncConnection | None = None
         url = engine.url
         self._direct = (_SqliteWriter(url.database) if url.get_backend_name() == "sqlite" and url.database
@@ -138,25 +155,70 @@ class SqlAuditSink:
 
     async def start(self) -> None:
         await self.replay_spool()
-        self._task = asyncio.create_task(self._run())
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._restart = None
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
+        self._task.add_done_callback(self._supervise)
+        if self._pending:
+            self._wake.set()  # records that arrived while no writer was running
+
+    def _supervise(self, task: asyncio.Task[None]) -> None:
+        """The writer task ended: fail the records it held, and, unless the sink is closing, restart it."""
+        error = None if task.cancelled() else task.exception()
+        held, self._held = self._held, []
+        self._fail(held, "the audit writer stopped before committing the record")
+        if self._closing:
+            if error is not None:
+                log.error("audit_writer_failed_while_closing", error=repr(error), records=len(held), exc_info=error)
+            return
+        self._deaths += 1
+        delay = min(self.RESTART_MAX_S, self.RESTART_FIRST_S * 2 ** (self._deaths - 1))
+        log.error("audit_writer_died", error=repr(error), records=len(held), deaths_in_a_row=self._deaths,
+                  restart_in_s=delay, exc_info=error)
+        self._restart = asyncio.get_running_loop().call_later(delay, self._spawn)
+
+    @staticmethod
+    def _fail(entries: list[_Entry], reason: str) -> None:
+        for _, future in entries:
+            if not future.done():
+                future.set_exception(AuditUnavailable(reason))
 
     async def write(self, record: AuditRecord) -> None:
-        """Return once the record is committed (or spooled); AuditUnavailable if it cannot be."""
+        """Return once the record is committed (or spooled); AuditUnavailable if it cannot be, or is not
+        within `write_timeout_s`."""
+        if self._closing:
+            raise AuditUnavailable("the audit log is closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, future))
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
+        entry = (record, future)
+        self._pending.append(entry)
         self._wake.set()
-        await future
+        try:
+            async with asyncio.timeout(self.write_timeout_s):
+                await asyncio.shield(future)
+        except TimeoutError:
+            if entry in self._pending:  # not taken for a commit yet: withdrawn, never committed
+                self._pending.remove(entry)
+                future.cancel()
+            # else it is in a commit under way, which may still make it durable: a record too many is
+            # the safe side of an answer refused.
+            log.error("audit_write_timed_out", timeout_s=self.write_timeout_s, deaths_in_a_row=self._deaths)
+            raise AuditUnavailable(f"the record was not committed within {self.write_timeout_s}s") from None
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing or self._pending:
             await self._wake.wait()
             self._wake.clear()
             # Let the other records of this turn of the loop (or of the window) join this commit.
             await asyncio.sleep(self.window_s)
             while self._pending:
-                batch = self._pending[: self.max_batch]
+                self._held = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                await self._commit(batch)
+                await self._commit(self._held)
+                self._held = []
+                self._deaths = 0
 
     def _chain(self, records: list[AuditRecord]) -> list[_Row]:
         rows, seq, prev = [], self._seq, self._prev
@@ -249,12 +311,24 @@ class SqlAuditSink:
         return len(lines)
 
     async def aclose(self) -> None:
-        """Flush what is pending, then stop."""
-        if self._pending:
+        """Commit what is pending, then stop."""
+        self._closing = True
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
+        task = self._task
+        if task is not None and not task.done():
+            self._wake.set()  # the writer commits what is pending, then ends
+            done, _ = await asyncio.wait({task}, timeout=self.write_timeout_s)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task})
+        if self._pending:  # no writer took them (never started, or it died): committed here, or failed
             batch, self._pending = self._pending, []
-            await self._commit(batch)
-        if self._task is not None:
-            self._task.cancel()
+            try:
+                await self._commit(batch)
+            finally:
+                self._fail(batch, "the audit log closed before committing the record")
         await self._drop_connection()
         if self._direct is not None:
             await self._direct.aclose()
