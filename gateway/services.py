@@ -14,6 +14,7 @@ from aiocache.serializers import NullSerializer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db import upgrade
+from gateway.keys import shared_key
 from gateway.settings import (
     ApiKeyAuth,
     BasicAuth,
@@ -23,7 +24,7 @@ from gateway.settings import (
     Settings,
 )
 from resolvers.context import Services
-from sources import rest
+from sources import cursors, rest
 from sources.cache import CachePolicy, SourceCache
 from sources.crm import CrmSource
 from sources.crosswalk import Crosswalk, SqlLinkStore
@@ -83,6 +84,8 @@ async def build_services(settings: Settings, db: AsyncEngine,
     lets tests route a REST source in-process."""
     transports = transports or {}
     cache = cache or build_cache(settings)
+    secret = settings.server.cursor_secret
+    cursors.use_key(secret.get_secret_value().encode() if secret else await shared_key(db, "cursor"))
     sources = settings.sources
     erp = ErpSource(SqlTransport("erp", sources.erp.url, timeout_s=sources.erp.timeout_s,
                                  pool_size=sources.erp.pool_size,

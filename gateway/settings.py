@@ -118,6 +118,16 @@ class ServerSettings(_Strict):
     expose_upstream_calls_to_partners: bool = Field(
         False, description="with expose_upstream_calls: to partners too (benchmarks; it names internal systems)")
     max_page_size: int = Field(100, ge=1, le=1000)
+    cursor_secret: SecretStr | None = Field(
+        None, description="signs the cursors that carry an upstream's page cursor (at least 32 characters); "
+        "unset: a random key kept in the gateway's database, shared by every instance using that database")
+
+    @field_validator("cursor_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("cursor_secret must be at least 32 characters")
+        return value
     gc_threshold: int = Field(
         50_000, ge=0, description="`gateway serve`: allocations between young-generation garbage collections "
         "(0: Python's default); start-up objects are frozen out of collection either way")
@@ -212,7 +222,7 @@ class CacheSettings(_Strict):
 
     enabled: bool = True
     url: str | None = Field(None, description="redis://host:port/db to share the cache; memory when unset")
-    version: str = Field("1", description="part of every key: change it to drop everything cached")
+    version: str = Field("2", description="part of every key: change it to drop everything cached")
     answers: bool = Field(True, description=(
         "also keep whole answers of queries per principal, as long as every record in them is fresh "
         "(docs/architecture.md, \"Answer cache\")"))

@@ -5,9 +5,12 @@ either sort-key values the gateway reads itself (an order's date and number), or
 cursor with how many items of that page were already handed out. An upstream's page cursor is opaque:
 the gateway cannot tell a real one from a made-up one, and a made-up one would cost an upstream call
 and come back as that upstream's error (counted against it by its circuit breaker). So cursors that
-carry one are signed, HMAC-SHA256 with a key drawn at process start: they are good on the process that
-issued them, until it restarts; on any other, or once edited, they are BAD_USER_INPUT like any cursor
-this gateway did not issue. Sort-key cursors are not signed (any well-typed key is a valid position),
+carry one are signed, HMAC-SHA256. The key is set at start-up (`use_key`): `server.cursor_secret`, or
+else a key made once and kept in the gateway's own database, so every instance and worker sharing that
+database takes every other's cursors, also after a restart. Until a key is set, a key drawn at process
+start signs. Keys set earlier in the process still verify (a rotated secret keeps its cursors good
+until the process restarts). An edited or made-up cursor is BAD_USER_INPUT like any cursor this
+gateway did not issue. Sort-key cursors are not signed (any well-typed key is a valid position),
 so they survive restarts and work across replicas.
 """
 
@@ -33,7 +36,8 @@ MAX_NUMBER = 2**31 - 1  # every number part is a 32-bit key or a count; larger o
 MAX_UPSTREAM_CURSOR = 2048  # an upstream's page cursor, as carried inside ours
 MAC_BYTES = 16
 
-_KEY = secrets.token_bytes(32)  # per process: see the module docstring
+MAX_KEYS = 4
+_keys: list[bytes] = [secrets.token_bytes(32)]  # the first signs, all verify: see the module docstring
 _NAMES: set[str] = set()
 
 Part = str | int
@@ -57,8 +61,22 @@ def _unb64(text: str) -> bytes:
         raise CursorError from exc
 
 
-def _mac(payload: bytes) -> bytes:
-    return hmac.new(_KEY, payload, hashlib.sha256).digest()[:MAC_BYTES]
+def use_key(key: bytes) -> None:
+    """Sign with `key` from now on; the keys used before still verify (at most MAX_KEYS are kept)."""
+    if len(key) < 16:
+        raise ValueError("a cursor key has at least 16 bytes")
+    if key in _keys:
+        _keys.remove(key)
+    _keys.insert(0, key)
+    del _keys[MAX_KEYS:]
+
+
+def _mac(payload: bytes, key: bytes | None = None) -> bytes:
+    return hmac.new(key or _keys[0], payload, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def _verified(payload: bytes, mac: bytes) -> bool:
+    return any(hmac.compare_digest(mac, _mac(payload, key)) for key in tuple(_keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +119,7 @@ class CursorKind:
         if bool(dot) != self.signed:
             raise CursorError
         payload = _unb64(body)
-        if self.signed and not hmac.compare_digest(_unb64(mac), _mac(payload)):
+        if self.signed and not _verified(payload, _unb64(mac)):
             raise CursorError
         try:
             value = orjson.loads(payload)
