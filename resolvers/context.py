@@ -53,10 +53,10 @@ class Context:
 
         Derived from the principal, the step and the client's `Idempotency-Key`, so two callers who
         happen to pick the same key cannot replay each other's writes, and nothing the client chose
-        reaches an upstream system verbatim. Without the header, the request id (as before).
+        reaches an upstream system verbatim. Without the header, the request id stands in for it (a client
+        may set that too, with `X-Request-Id`, so it is scoped the same way); a retry then needs the header.
         """
-        if self.idempotency_key is None:
-            return self.request_id
         p = self.principal
-        scope = orjson.dumps([p.kind.value, p.subject, p.partner_id, step, self.idempotency_key])
+        given = ["key", self.idempotency_key] if self.idempotency_key is not None else ["request", self.request_id]
+        scope = orjson.dumps([p.kind.value, p.subject, p.partner_id, step, *given])
         return hashlib.sha256(scope).hexdigest()

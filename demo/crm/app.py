@@ -34,6 +34,7 @@ from demo.faults import (
     sample_app,
     text_param,
 )
+from demo.idempotency import Replays
 from demo.world import INTERACTION_KINDS, SEGMENTS, World
 
 BATCH_LIMIT = 100
@@ -213,6 +214,7 @@ def create_app(world: World, *, client_id: str, client_secret: str, admin_key: s
     """The CRM as an ASGI app; `rate_per_second` and `burst` shape each client's token bucket."""
     faults = faults if faults is not None else Faults()
     data = CrmData(world)
+    replays = Replays()  # writes honour Idempotency-Key: a retry is answered, not applied again
     tokens = AccessTokens()
     buckets: dict[str, TokenBucket] = {}
 
@@ -271,6 +273,9 @@ def create_app(world: World, *, client_id: str, client_secret: str, admin_key: s
             return json_response({"error": "not_found"}, 404)
         if request.method == "GET":
             return json_response(found)
+        return await replays.once(request, lambda: change_customer(request, found))
+
+    async def change_customer(request: Request, found: dict[str, Any]) -> Response:
         try:
             changes = _customer_changes(await _json_body(request))
         except ValueError:
@@ -292,13 +297,7 @@ def create_app(world: World, *, client_id: str, client_secret: str, admin_key: s
         if crm_id not in data.customers:
             return json_response({"error": "not_found"}, 404)
         if request.method == "POST":
-            try:
-                wanted = _new_interaction(await _json_body(request))
-            except ValueError:
-                return json_response({"error": "body is not JSON"}, 400)
-            if isinstance(wanted, str):
-                return json_response({"error": wanted}, 422)
-            return json_response(data.add_interaction(crm_id, *wanted), 201)
+            return await replays.once(request, lambda: add_interaction(request, crm_id))
         params = page_params(request)
         if isinstance(params, Response):
             return params
@@ -306,6 +305,15 @@ def create_app(world: World, *, client_id: str, client_secret: str, admin_key: s
         if isinstance(after, Response):
             return after
         return json_response(data.interaction_page(crm_id, params[0], after, params[1]))
+
+    async def add_interaction(request: Request, crm_id: str) -> Response:
+        try:
+            wanted = _new_interaction(await _json_body(request))
+        except ValueError:
+            return json_response({"error": "body is not JSON"}, 400)
+        if isinstance(wanted, str):
+            return json_response({"error": wanted}, 422)
+        return json_response(data.add_interaction(crm_id, *wanted), 201)
 
     async def interactions_batch(request: Request) -> Response:
         ids = csv_param(request, "customerIds", BATCH_LIMIT)
@@ -320,6 +328,7 @@ def create_app(world: World, *, client_id: str, client_secret: str, admin_key: s
 
     def reset() -> None:
         data.load()
+        replays.clear()
         buckets.clear()  # issued tokens stay valid: a reset must not log the gateway out
 
     routes = [

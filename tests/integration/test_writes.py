@@ -69,11 +69,14 @@ class CrmWrites(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.keys: list[str | None] = []
+        self.replayed: list[bool] = []  # whether the CRM answered each PATCH from its idempotency store
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
         if request.method == "PATCH":
             self.keys.append(request.headers.get("idempotency-key"))
-        return await self.inner.handle_async_request(request)
+            self.replayed.append(response.headers.get("idempotent-replayed") == "true")
+        return response
 
 
 @pytest.fixture
@@ -133,11 +136,22 @@ async def test_a_malformed_idempotency_key_is_a_400_and_nothing_is_written(
     assert crm.keys == []
 
 
-async def test_without_the_header_the_request_id_is_the_key(writes: tuple[Harness, CrmWrites],
-                                                            world: World) -> None:
+async def test_without_the_header_the_request_id_stands_in_scoped_per_principal(
+        writes: tuple[Harness, CrmWrites], world: World) -> None:
     gw, crm = writes
-    for request_id in ("req-1", "req-2"):
-        done = await gw.query(UPDATE, contact_change(world, "plain@example.com"), token=gw.jwt("sales"),
-                              headers={"x-request-id": request_id})
+    for subject, request_id in (("alice@example.com", "req-1"), ("alice@example.com", "req-2"),
+                                ("bob@example.com", "req-1")):
+        done = await gw.query(UPDATE, contact_change(world, "plain@example.com"),
+                              token=gw.jwt("sales", subject=subject), headers={"x-request-id": request_id})
         assert done["data"]["updateCustomerContact"]["customer"]["email"] == "plain@example.com"
-    assert crm.keys == ["req-1", "req-2"]
+    assert len(set(crm.keys)) == 3 and all(k is not None and len(k) == 64 for k in crm.keys)
+    assert not {"req-1", "req-2"} & set(crm.keys)
+
+
+async def test_a_retried_write_is_applied_once_by_the_crm(writes: tuple[Harness, CrmWrites], world: World) -> None:
+    gw, crm = writes
+    token = gw.jwt("sales")
+    for _ in range(2):
+        await gw.query(UPDATE, contact_change(world, "once@example.com"), token=token,
+                       headers={"idempotency-key": "once-1"})
+    assert crm.replayed == [False, True]

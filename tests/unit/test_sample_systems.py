@@ -275,6 +275,27 @@ async def test_crm_logs_a_new_interaction(crm: httpx.AsyncClient) -> None:
     assert [i["occurredAt"] for i in listed] == sorted((i["occurredAt"] for i in listed), reverse=True)
 
 
+async def test_crm_writes_honour_the_idempotency_key(crm: httpx.AsyncClient) -> None:
+    c = WORLD.customers[2]
+    path = f"/api/v1/customers/{c.crm_id}/interactions"
+    key = {"idempotency-key": "k-interaction-1"}
+    first = await crm.post(path, json={"kind": "call", "subject": "Once"}, headers=key)
+    again = await crm.post(path, json={"kind": "call", "subject": "Once"}, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    listed = await every_page(crm, path, {"limit": 50}, "data", "nextCursor")
+    assert len(listed) == len(WORLD.interactions[c.crm_id]) + 1  # applied once
+    other = await crm.post(path, json={"kind": "call", "subject": "Another"}, headers=key)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["error"]
+    patched = await crm.patch(f"/api/v1/customers/{c.crm_id}", json={"segment": "smb"}, headers=key)
+    assert patched.status_code == 422  # the same key for another request
+    retries = [crm.patch(f"/api/v1/customers/{c.crm_id}", json={"segment": "smb"},
+                         headers={"idempotency-key": "k-patch-1"}) for _ in range(5)]
+    answers = await asyncio.gather(*retries)
+    assert {a.json()["updatedAt"] for a in answers} == {answers[0].json()["updatedAt"]}
+    assert sum(a.headers.get("idempotent-replayed") != "true" for a in answers) == 1  # concurrent: applied once
+
+
 @pytest.mark.parametrize(("body", "status"), [
     (b"{", 400), (b'{"kind": "fax", "subject": "x"}', 422), (b'{"kind": "call"}', 422),
     (b'{"kind": "call", "subject": "   "}', 422), (b'{"kind": "call", "subject": "x", "extra": 1}', 422),
