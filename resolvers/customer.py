@@ -6,6 +6,7 @@ record belongs to which ERP customer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,19 @@ from sources.crm import CrmCustomer, CustomerQuery
 from sources.crosswalk import CrosswalkIndex
 from sources.erp import ErpCustomer
 from sources.errors import SourceError
+from sources.keys import CRM_ID, CUSTOMER_NUMBER, KeyFormat
 
 if TYPE_CHECKING:
     from schema.types.common import GatewayInfo
     from schema.types.customer import Customer
 
 CRM_PREFIX = "crm:"
+
+#: A customer's key, the node id of its global id: its ERP number, or `crm:` and its CRM id.
+KEY = KeyFormat(
+    "an ERP customer number or `crm:` and a CRM id",
+    re.compile(f"{re.escape(CRM_PREFIX)}(?:{CRM_ID.pattern.pattern})|{CUSTOMER_NUMBER.pattern.pattern}", re.ASCII),
+    str)
 
 
 def _customer_type() -> type[Customer]:

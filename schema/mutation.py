@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry import relay
 
 from resolvers import customer as customers
-from schema.types.common import GatewayInfo, bad_input
+from schema.types.common import GatewayInfo, bad_input, typed_id_argument
 from schema.types.customer import Customer
 from sources.errors import MappingError
 from sources.mapping import email as clean_email
 from sources.mapping import phone as clean_phone
 
+#: Longest contact data read: RFC 5321's limit for an address, and more than any phone number needs. Longer
+#: text is refused before it is parsed, sent on or quoted back in an error.
+MAX_EMAIL_CHARS = 254
+MAX_PHONE_CHARS = 40
+
+
+def _check_text(value: str | None, name: str, limit: int) -> None:
+    if isinstance(value, str) and (len(value) > limit or not value.isprintable()):
+        raise bad_input(f"`{name}` must be at most {limit} printable characters")
+
 
 @strawberry.input(description="New contact data; a field left out is not changed, `null` clears the phone.")
 class UpdateCustomerContactInput:
-    customer: relay.GlobalID
+    customer: strawberry.ID
     email: str | None = strawberry.UNSET
     phone: str | None = strawberry.UNSET
 
@@ -30,8 +39,9 @@ class Mutation:
     @strawberry.mutation(description="Change a customer's e-mail or phone in the CRM.")
     async def update_customer_contact(self, info: GatewayInfo,
                                       input: UpdateCustomerContactInput) -> UpdateCustomerContactPayload:
-        if input.customer.type_name != "Customer":
-            raise bad_input("`customer` must be a Customer id")
+        key = typed_id_argument(input.customer, "Customer", customers.KEY, "input.customer")
+        _check_text(input.email, "input.email", MAX_EMAIL_CHARS)
+        _check_text(input.phone, "input.phone", MAX_PHONE_CHARS)
         changes: dict[str, str | None] = {}
         try:
             if input.email is not strawberry.UNSET:
@@ -47,7 +57,7 @@ class Mutation:
             raise bad_input(f"invalid contact data: {exc}") from None
         if not changes:
             raise bad_input("give `email` or `phone`")
-        found = (await customers.by_keys(info, [input.customer.node_id]))[0]
+        found = (await customers.by_keys(info, [key]))[0]
         if found is None:
             raise bad_input("no such customer")
         if found.crm_id is None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import inspect
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -20,16 +24,22 @@ from schema.types.common import (
     PurchaseOrderStatus,
     Segment,
     bad_input,
+    global_id_argument,
+    id_key,
+    key_argument,
     page_size,
     to_connection,
+    typed_id_argument,
 )
 from schema.types.customer import Customer
 from schema.types.order import Order, Shipment
 from schema.types.partner import Partner, PurchaseOrder
 from schema.types.product import Product, Warehouse
+from sources import keys
 from sources.base import Slice
 from sources.crm import CustomerQuery
 from sources.erp import ItemQuery, OrderQuery
+from sources.keys import KeyFormat
 from sources.partners import PurchaseOrderQuery
 
 
@@ -41,7 +51,7 @@ class CustomerFilter:
 
 @strawberry.input(description="Order filters; all given ones must match. Dates are inclusive.")
 class OrderListFilter:
-    customer: relay.GlobalID | None = None
+    customer: strawberry.ID | None = None
     statuses: list[OrderStatus] | None = None
     placed_from: datetime.date | None = None
     placed_to: datetime.date | None = None
@@ -58,10 +68,28 @@ class PurchaseOrderFilter:
     status: PurchaseOrderStatus | None = None
 
 
-def _customer_key(global_id: relay.GlobalID) -> str:
-    if global_id.type_name != "Customer":
-        raise bad_input(f"expected a Customer id, got a {global_id.type_name} id")
-    return global_id.node_id
+#: Node type -> its class and the format of its key, the node id in its global id (sources.keys).
+NODE_KEYS: Mapping[str, tuple[type[relay.Node], KeyFormat[Any]]] = {
+    "Customer": (Customer, customers.KEY), "Order": (Order, keys.ORDER_NUMBER), "Product": (Product, keys.SKU),
+    "Warehouse": (Warehouse, keys.WAREHOUSE_CODE), "Partner": (Partner, keys.VENDOR_CODE),
+    "PurchaseOrder": (PurchaseOrder, keys.PO_NUMBER), "Shipment": (Shipment, keys.TRACKING_NUMBER),
+}
+
+
+def _node_key(value: str, argument: str) -> tuple[type[relay.Node], str]:
+    """The Node type and key a global id argument names; BAD_USER_INPUT naming the argument if it names none."""
+    global_id = global_id_argument(value, argument)
+    node = NODE_KEYS.get(global_id.type_name)
+    if node is None:
+        raise bad_input(f"`{argument}` is not an id this API issued")
+    node_type, key = node
+    return node_type, str(id_key(global_id, key, argument))
+
+
+async def _resolve_nodes(info: GatewayInfo, node_type: type[relay.Node],
+                         node_keys: list[str]) -> list[relay.Node | None]:
+    found = node_type.resolve_nodes(info=info, node_ids=node_keys)
+    return list(await found if inspect.isawaitable(found) else found)
 
 
 @strawberry.type(description="Whether the gateway answers; the one query callers without credentials may run.")
@@ -71,19 +99,42 @@ class Health:
 
 @strawberry.type
 class Query:
+    # Ids are decoded here, not by strawberry's relay fields: a malformed one is then BAD_USER_INPUT naming
+    # its argument, and never reaches a source.
+    @strawberry.field(description="Any object by its global id.")
+    async def node(self, info: GatewayInfo,
+                   id: Annotated[strawberry.ID, strawberry.argument(description="The ID of the object.")]
+                   ) -> relay.Node | None:
+        node_type, key = _node_key(id, "id")
+        return (await _resolve_nodes(info, node_type, [key]))[0]
+
+    @strawberry.field(description="Several objects by global id, in order.")
+    async def nodes(self, info: GatewayInfo,
+                    ids: Annotated[list[strawberry.ID], strawberry.argument(description="The IDs of the objects.")]
+                    ) -> list[relay.Node | None]:
+        cap = info.context.services.max_page_size
+        if len(ids) > cap:
+            raise bad_input(f"`ids` may hold at most {cap} ids, got {len(ids)}")
+        wanted = [_node_key(value, f"ids[{i}]") for i, value in enumerate(ids)]
+        by_type: dict[type[relay.Node], list[str]] = {}
+        for node_type, key in wanted:
+            by_type.setdefault(node_type, []).append(key)
+        found = await asyncio.gather(*(_resolve_nodes(info, node_type, node_keys)
+                                       for node_type, node_keys in by_type.items()))
+        in_order = {node_type: iter(nodes) for node_type, nodes in zip(by_type, found, strict=True)}
+        return [next(in_order[node_type]) for node_type, _ in wanted]
+
     @strawberry.field(description="Liveness of the gateway itself (see /readyz for the sources).")
     def health(self) -> Health:
         return Health(status="ok")
 
-    node: relay.Node | None = relay.node(description="Any object by its global id.")
-    nodes: list[relay.Node | None] = relay.node(description="Several objects by global id, in order.")
-
     @strawberry.field(description="A customer by global id or by ERP customer number.")
-    async def customer(self, info: GatewayInfo, id: relay.GlobalID | None = None,
+    async def customer(self, info: GatewayInfo, id: strawberry.ID | None = None,
                        number: str | None = None) -> Customer | None:
         if (id is None) == (number is None):
             raise bad_input("give exactly one of `id` and `number`")
-        key = _customer_key(id) if id is not None else str(number).strip()
+        key = (typed_id_argument(id, "Customer", customers.KEY, "id") if id is not None
+               else key_argument(str(number), keys.CUSTOMER_NUMBER, "number"))
         await customers.prefetch(info, [key])
         return (await customers.by_keys(info, [key]))[0]
 
@@ -97,7 +148,8 @@ class Query:
 
     @strawberry.field(description="An order by its ERP order number.")
     async def order(self, info: GatewayInfo, number: str) -> Order | None:
-        return (await Order.resolve_nodes(info=info, node_ids=[number.strip()]))[0]
+        order_number = key_argument(number, keys.ORDER_NUMBER, "number")
+        return (await Order.resolve_nodes(info=info, node_ids=[str(order_number)]))[0]
 
     @strawberry.field(description="Orders, newest first.")
     async def orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
@@ -106,7 +158,8 @@ class Query:
             first=page_size(info, first), after=after,
             statuses=tuple(filter.statuses or ()) if filter else (),
             placed_from=filter.placed_from if filter else None, placed_to=filter.placed_to if filter else None,
-            customer=_customer_key(filter.customer) if filter and filter.customer else None)
+            customer=typed_id_argument(filter.customer, "Customer", customers.KEY, "filter.customer")
+            if filter and filter.customer is not None else None)
         if query.customer and query.customer.startswith(customers.CRM_PREFIX):
             return to_connection(Slice.empty(), Order.of)  # a CRM-only customer has no ERP orders
         result = await info.context.services.erp.order_page(query)
@@ -119,8 +172,9 @@ class Query:
 
     @strawberry.field(description="A product by SKU.")
     async def product(self, info: GatewayInfo, sku: str) -> Product | None:
-        Product.prefetch(info, [sku.strip()])
-        return await Product.load(info, sku.strip())
+        key = key_argument(sku, keys.SKU, "sku")
+        Product.prefetch(info, [key])
+        return await Product.load(info, key)
 
     @strawberry.field(description="Products, in SKU order.")
     async def products(self, info: GatewayInfo, first: int = 20, after: str | None = None,
@@ -141,12 +195,15 @@ class Query:
 
     @strawberry.field(description="A partner by its vendor code.")
     async def partner(self, info: GatewayInfo, code: str) -> Partner | None:
-        return (await Partner.resolve_nodes(info=info, node_ids=[code.strip()]))[0]
+        key = key_argument(code, keys.VENDOR_CODE, "code")
+        return (await Partner.resolve_nodes(info=info, node_ids=[key]))[0]
 
     @strawberry.field(description="Purchase orders from the supplier portal, newest first.")
     async def purchase_orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
                               filter: PurchaseOrderFilter | None = None) -> Connection[PurchaseOrder] | None:
-        supplier = purchase_order_supplier_filter(info.context.principal, filter.partner if filter else None)
+        partner = (key_argument(filter.partner, keys.VENDOR_CODE, "filter.partner")
+                   if filter and filter.partner is not None else None)
+        supplier = purchase_order_supplier_filter(info.context.principal, partner)
         query = PurchaseOrderQuery(first=page_size(info, first), after=after, supplier=supplier,
                                    status=filter.status if filter else None)
         result = await info.context.services.supplier.purchase_order_page(query)
@@ -167,4 +224,5 @@ class Query:
 
     @strawberry.field(description="A shipment by tracking number.")
     async def shipment(self, info: GatewayInfo, tracking_number: str) -> Shipment | None:
-        return (await Shipment.resolve_nodes(info=info, node_ids=[tracking_number.strip()]))[0]
+        key = key_argument(tracking_number, keys.TRACKING_NUMBER, "trackingNumber")
+        return (await Shipment.resolve_nodes(info=info, node_ids=[key]))[0]

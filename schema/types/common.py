@@ -9,12 +9,14 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from graphql import GraphQLError
 from strawberry import relay
+from strawberry.relay import GlobalIDValueError
 from strawberry.types import Info
 
 from resolvers.context import Context
 from resolvers.loaders import BatchFn
 from sources import values
 from sources.base import Slice
+from sources.keys import KeyFormat, MalformedKey
 from sources.values import (
     CustomerStatus,
     InteractionKind,
@@ -69,6 +71,49 @@ async def load_node(info: GatewayInfo, fn: BatchFn[K, None, R], key: K, make: Ca
 
 def bad_input(message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+#: The longest global id decoded: base64 of a type name and the longest key, with room to spare.
+MAX_GLOBAL_ID_LENGTH = 200
+
+
+def key_argument(value: str, key: KeyFormat[K], argument: str) -> K:
+    """The key an argument names, cleaned by its format (sources.keys); BAD_USER_INPUT naming the argument if
+    it cannot name one. Called before any upstream call."""
+    try:
+        return key.parse(value)
+    except MalformedKey:
+        raise bad_input(f"`{argument}` must be {key.description}") from None
+
+
+def global_id_argument(value: str, argument: str) -> relay.GlobalID:
+    """The type name and node id in a global id argument; BAD_USER_INPUT naming the argument if it is not the
+    base64 of `Type:key` (empty, an int, garbage, too long)."""
+    if 0 < len(value) <= MAX_GLOBAL_ID_LENGTH:
+        try:
+            return relay.GlobalID.from_id(value)
+        except GlobalIDValueError:
+            pass
+    raise bad_input(f"`{argument}` is not an id this API issued")
+
+
+def typed_id_argument(value: str, type_name: str, key: KeyFormat[K], argument: str) -> K:
+    """The key in a global id argument that must be of `type_name`; BAD_USER_INPUT naming the argument if it is
+    not a global id, is one of another type, or holds a key its type cannot have."""
+    global_id = global_id_argument(value, argument)
+    if global_id.type_name != type_name:
+        raise bad_input(f"`{argument}` must be an id of type {type_name}")
+    return id_key(global_id, key, argument)
+
+
+def id_key(global_id: relay.GlobalID, key: KeyFormat[K], argument: str) -> K:
+    """The key in a decoded global id argument, by its type's key format; BAD_USER_INPUT naming the argument
+    if its type's objects cannot have that key."""
+    try:
+        return key.parse(global_id.node_id)
+    except MalformedKey:
+        raise bad_input(f"`{argument}` must be an id of type {global_id.type_name} with a key that is "
+                        f"{key.description}") from None
 
 
 def page_size(info: GatewayInfo, first: int) -> int:

@@ -14,6 +14,7 @@ from resolvers.permissions import check_node_type, visible_shipments
 from resolvers.prefetch import may_resolve, prefetch_many, selects
 from schema.types.common import NOT_LOADED, GatewayInfo, Money, OrderStatus, ShipmentStatus, load_node, load_nodes
 from sources.erp import ErpOrder, ErpOrderLine
+from sources.keys import ORDER_NUMBER
 from sources.partners import Shipment as ShipmentRecord
 from sources.partners import TrackingEvent as TrackingEventRecord
 
@@ -132,8 +133,8 @@ class Order(relay.Node):
     async def resolve_nodes(cls, *, info: GatewayInfo, node_ids: Iterable[str],
                             required: bool = False) -> list[Order | None]:
         check_node_type(info, "Order")
-        keys = [int(k) if k.isdigit() else -1 for k in node_ids]
-        return await load_nodes(info, info.context.services.erp.orders, keys, cls.of)
+        numbers = [ORDER_NUMBER.parse(k) for k in node_ids]  # checked by the caller: never malformed here
+        return await load_nodes(info, info.context.services.erp.orders, numbers, cls.of)
 
 
 @strawberry.type(description="One scan of a shipment.")
