@@ -1,12 +1,14 @@
 """Turn errors into what clients may see: a stable `extensions.code`, no internals.
 
-Source failures name the source and a code (SOURCE_UNAVAILABLE, SOURCE_TIMEOUT, ...); bad cursors are
-BAD_USER_INPUT; anything unexpected becomes INTERNAL_ERROR with the request id, and its details go to
-the log only. Parse and validation errors keep graphql-core's message and get GRAPHQL_VALIDATION_FAILED.
+Source failures name the source and a code (SOURCE_UNAVAILABLE, SOURCE_TIMEOUT, ...); bad cursors and
+variables that do not fit their types are BAD_USER_INPUT; anything unexpected becomes INTERNAL_ERROR with
+the request id, and its details go to the log only, as one compact event. Parse and validation errors keep
+graphql-core's message and get GRAPHQL_VALIDATION_FAILED.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,12 @@ from sources.errors import SourceError
 
 log = structlog.get_logger("gateway.errors")
 
+#: Innermost frames of an unexpected error kept in its log event: where it was raised, not the executor's stack.
+TRACEBACK_FRAMES = 8
+#: Longest error message, and traceback, kept in a log event (a message may quote a client's whole input).
+MESSAGE_CHARS = 500
+TRACEBACK_CHARS = 4000
+
 
 def classify(error: GraphQLError, request_id: str) -> GraphQLError:
     original = error.original_error
@@ -30,14 +38,27 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         return _with(error, error.message, {"code": code})
     if isinstance(original, GraphQLError) and original.extensions and "code" in original.extensions:
         return _with(error, original.message, dict(original.extensions))
+    if isinstance(original, GraphQLError):
+        # graphql-core's and strawberry's own input errors (a variable of the wrong type, a null for a
+        # non-null input field): written for the client, and about what it sent.
+        return _with(error, error.message, {"code": "BAD_USER_INPUT"})
     if isinstance(original, SourceError):
         log.warning("source_error", request_id=request_id, source=original.source, code=original.code,
                     detail=original.detail, path=error.path)
         return _with(error, original.public_message, {"code": original.code, "source": original.source})
     if isinstance(original, ValueError) and str(original) == "malformed cursor":
         return _with(error, "The `after` cursor is not one this API issued", {"code": "BAD_USER_INPUT"})
-    log.error("unexpected_error", request_id=request_id, path=error.path, exc_info=original)
+    # Plain fields, never `exc_info`: an unconfigured structlog renders that with rich, every frame's
+    # local variables included (thousands of lines, a second or two of blocking the event loop).
+    log.error("unexpected_error", request_id=request_id, path=error.path, error_type=type(original).__qualname__,
+              error=str(original)[:MESSAGE_CHARS], traceback=compact_traceback(original))
     return _with(error, "Internal error", {"code": "INTERNAL_ERROR", "requestId": request_id})
+
+
+def compact_traceback(exc: BaseException) -> str:
+    """The innermost frames of `exc` and of the errors it was raised from: file, line and code, no variables."""
+    text = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
+    return text if len(text) <= TRACEBACK_CHARS else "..." + text[-TRACEBACK_CHARS:]
 
 
 def _with(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:

@@ -104,3 +104,38 @@ async def test_a_remembered_token_is_refused_once_it_expires() -> None:
     await asyncio.sleep(max(0.0, real + 3 - time.time()))
     with pytest.raises(AuthError):
         await auth.authenticate(token)
+
+
+def _raise_with_a_secret_local() -> None:
+    password = "hunter2-local-secret"  # noqa: F841 - a local variable the log must never show
+    raise RuntimeError("boom at the bottom")
+
+
+def test_unexpected_errors_are_logged_once_compactly_without_locals() -> None:
+    from structlog.testing import capture_logs
+
+    try:
+        _raise_with_a_secret_local()
+    except RuntimeError as exc:
+        original = exc
+    with capture_logs() as logs:
+        masked = classify(GraphQLError("boom", original_error=original, path=["order"]), "req-3")
+    assert masked.extensions == {"code": "INTERNAL_ERROR", "requestId": "req-3"}
+    assert len(logs) == 1 and "exc_info" not in logs[0]
+    event = logs[0]
+    assert (event["event"], event["error_type"], event["error"]) == ("unexpected_error", "RuntimeError",
+                                                                     "boom at the bottom")
+    assert "_raise_with_a_secret_local" in event["traceback"] and len(event["traceback"]) < 5_000
+    assert "hunter2-local-secret" not in repr(event)
+
+
+def test_a_variable_that_does_not_fit_its_type_is_bad_input() -> None:
+    from structlog.testing import capture_logs
+
+    coercion = GraphQLError("Expected value of non-null type 'ID!' not to be None.")
+    error = GraphQLError("Variable '$id' has invalid value: Expected value of non-null type 'ID!' not to be None.",
+                         original_error=coercion)
+    with capture_logs() as logs:
+        masked = classify(error, "req-4")
+    assert masked.extensions == {"code": "BAD_USER_INPUT"} and masked.message.startswith("Variable '$id'")
+    assert logs == []
