@@ -38,7 +38,7 @@ from schema.types.product import Product, Warehouse
 from sources import keys
 from sources.base import Slice
 from sources.crm import CustomerQuery
-from sources.erp import ItemQuery, OrderQuery
+from sources.erp import ORDER_CURSOR, ItemQuery, OrderQuery
 from sources.keys import KeyFormat
 from sources.partners import PurchaseOrderQuery
 
@@ -161,6 +161,7 @@ class Query:
             customer=typed_id_argument(filter.customer, "Customer", customers.KEY, "filter.customer")
             if filter and filter.customer is not None else None)
         if query.customer and query.customer.startswith(customers.CRM_PREFIX):
+            ORDER_CURSOR.after(after)  # a cursor it did not issue is refused here too
             return to_connection(Slice.empty(), Order.of)  # a CRM-only customer has no ERP orders
         result = await info.context.services.erp.order_page(query)
         # The page's customers and lines are read now, while the orders are being resolved, not after; the

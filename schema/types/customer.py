@@ -24,9 +24,9 @@ from schema.types.common import (
     page_size,
     to_connection,
 )
+from sources.crm import INTERACTION_CURSOR, InteractionQuery
 from sources.crm import Interaction as InteractionRecord
-from sources.crm import InteractionQuery
-from sources.erp import OrderQuery
+from sources.erp import CUSTOMER_ORDER_CURSOR, OrderQuery
 
 if TYPE_CHECKING:
     from schema.types.order import Order
@@ -140,6 +140,7 @@ class Customer(relay.Node):
             statuses=tuple(filter.statuses or ()) if filter else (),
             placed_from=filter.placed_from if filter else None, placed_to=filter.placed_to if filter else None)
         if self.erp_number is None:
+            CUSTOMER_ORDER_CURSOR.after(after)  # a cursor it did not issue is refused here too
             return empty_connection()
         ctx = info.context
         result = await ctx.loaders.load(ctx.services.erp.orders_of_customers, self.erp_number, query)
@@ -151,6 +152,7 @@ class Customer(relay.Node):
         query = InteractionQuery(first=page_size(info, first), after=after,
                                  kind=kind)
         if self.crm_id is None:
+            INTERACTION_CURSOR.after(after)  # a cursor it did not issue is refused here too
             return empty_connection()
         ctx = info.context
         result = await ctx.loaders.load(ctx.services.crm.interactions_of, self.crm_id, query)

@@ -21,6 +21,7 @@ from demo.world import Customer, World
 from gateway.app import gateway_schema
 from tests.integration.expected import orders_of
 from tests.integration.gateway_harness import Harness, running_gateway
+from tests.integration.test_graph import gid
 
 #: More purchase orders than two of the supplier portal's pages (200 each): paging must cross them.
 PURCHASE_ORDERS = 450
@@ -281,3 +282,24 @@ async def test_an_edge_cursor_resumes_right_after_its_edge(wide: Harness, name: 
     resumed = await wide.query(spec.document, {**variables, "first": 1, "after": edges[1]["cursor"]})
     assert "errors" not in resumed, resumed
     assert [e["node"] for e in at(resumed, spec.path)["edges"]] == [edges[2]["node"]]
+
+
+async def test_lists_known_to_be_empty_still_refuse_a_cursor_they_did_not_issue(wide: Harness) -> None:
+    """A CRM-only customer has no ERP orders and an ERP-only one no interactions: the empty answer is
+    given without a call, but a made-up cursor is still refused."""
+    linked = {crm_id for crm_id, _ in wide.world.manual_links}
+    c = next(c for c in wide.world.customers if c.crm_erp_number is None and c.crm_id not in linked)
+    crm_only, erp_only = gid("Customer", f"crm:{c.crm_id}"), gid("Customer", c.erp_number)
+    queries = [
+        ("query($id: ID!, $after: String) { customer(id: $id) { orders(after: $after) { edges { cursor } } } }",
+         crm_only),
+        ("query($id: ID!, $after: String) { customer(id: $id) { interactions(after: $after) { edges { cursor } } } }",
+         erp_only),
+        ("query($id: ID!, $after: String) { orders(after: $after, filter: {customer: $id}) { edges { cursor } } }",
+         crm_only),
+    ]
+    for query, customer in queries:
+        empty = await wide.query(query, {"id": customer, "after": None})
+        assert "errors" not in empty, empty
+        body = await wide.query(query, {"id": customer, "after": MADE_UP["random base64"]})
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"], (query, body)
