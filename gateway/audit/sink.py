@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.audit import GENESIS, AuditRecord, chain_hash
+from gateway.errors import compact_traceback
 from sources.sql import sqlite_pragmas
 
 log = structlog.get_logger("gateway.audit")
@@ -171,12 +172,13 @@ class SqlAuditSink:
         self._fail(held, "the audit writer stopped before committing the record")
         if self._closing:
             if error is not None:
-                log.error("audit_writer_failed_while_closing", error=repr(error), records=len(held), exc_info=error)
+                log.error("audit_writer_failed_while_closing", error=repr(error), records=len(held),
+                          traceback=compact_traceback(error))
             return
         self._deaths += 1
         delay = min(self.RESTART_MAX_S, self.RESTART_FIRST_S * 2 ** (self._deaths - 1))
         log.error("audit_writer_died", error=repr(error), records=len(held), deaths_in_a_row=self._deaths,
-                  restart_in_s=delay, exc_info=error)
+                  restart_in_s=delay, traceback=compact_traceback(error) if error is not None else None)
         self._restart = asyncio.get_running_loop().call_later(delay, self._spawn)
 
     @staticmethod
