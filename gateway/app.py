@@ -44,6 +44,7 @@ from sources.base import Health, Source
 from sources.errors import SourceError, SourceTimeout
 from sources.resilience import Resilience
 from sources.sql import make_engine
+from sources.tasks import watch
 
 log = structlog.get_logger("gateway.app")
 
@@ -159,8 +160,9 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         app.state.audit = audit
         app.state.graphql = GraphQLEndpoint(schema, services, settings, authenticator(settings, app.state.tokens),
                                             app.state.documents, limiter, audit, answers)
-        warming = asyncio.create_task(_warm_crosswalk(services)) if warm else None
-        tuning = asyncio.create_task(_tune_gc_after(warming, settings.server.gc_threshold)) if served else None
+        warming = watch(asyncio.create_task(_warm_crosswalk(services)), "crosswalk_warm_failed") if warm else None
+        tuning = (watch(asyncio.create_task(_tune_gc_after(warming, settings.server.gc_threshold)), "gc_tuning_failed")
+                  if served else None)
         try:
             yield
         finally:

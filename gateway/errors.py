@@ -8,7 +8,6 @@ graphql-core's message and get GRAPHQL_VALIDATION_FAILED.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,14 +18,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult
 
 from sources.errors import SourceError
+from sources.tasks import failure_fields
 
 log = structlog.get_logger("gateway.errors")
-
-#: Innermost frames of an unexpected error kept in its log event: where it was raised, not the executor's stack.
-TRACEBACK_FRAMES = 8
-#: Longest error message, and traceback, kept in a log event (a message may quote a client's whole input).
-MESSAGE_CHARS = 500
-TRACEBACK_CHARS = 4000
 
 
 def classify(error: GraphQLError, request_id: str) -> GraphQLError:
@@ -50,15 +44,8 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         return _with(error, "The `after` cursor is not one this API issued", {"code": "BAD_USER_INPUT"})
     # Plain fields, never `exc_info`: an unconfigured structlog renders that with rich, every frame's
     # local variables included (thousands of lines, a second or two of blocking the event loop).
-    log.error("unexpected_error", request_id=request_id, path=error.path, error_type=type(original).__qualname__,
-              error=str(original)[:MESSAGE_CHARS], traceback=compact_traceback(original))
+    log.error("unexpected_error", request_id=request_id, path=error.path, **failure_fields(original))
     return _with(error, "Internal error", {"code": "INTERNAL_ERROR", "requestId": request_id})
-
-
-def compact_traceback(exc: BaseException) -> str:
-    """The innermost frames of `exc` and of the errors it was raised from: file, line and code, no variables."""
-    text = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
-    return text if len(text) <= TRACEBACK_CHARS else "..." + text[-TRACEBACK_CHARS:]
 
 
 def _with(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:

@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 
 from sources.base import record_cache_event, record_touch
 from sources.errors import SourceError
+from sources.tasks import watch
 
 K = TypeVar("K", bound=Hashable)
 Fetch = Callable[[list[K]], Awaitable[Mapping[K, Any]]]
@@ -298,7 +299,8 @@ class SourceCache:
                 log.info("revalidation_failed", source=source, operation=operation, code=exc.code)
 
         # A fresh context: the refresh belongs to no request and must not land in one's call log.
-        task = asyncio.get_running_loop().create_task(refresh(), context=contextvars.Context())
+        task = asyncio.get_running_loop().create_task(refresh(), name="cache-refresh", context=contextvars.Context())
+        watch(task, "cache_refresh_failed", source=source, operation=operation)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sources.crm import CrmSource
 from sources.erp import ErpSource
 from sources.errors import SourceError
+from sources.tasks import watch
 
 VERIFY_CHUNK = 1000
 RETRY_BUILD_S = 10.0  # after a failed first build, how long to answer without links before trying again
@@ -152,7 +153,8 @@ class Crosswalk:
             return EMPTY_INDEX
 
     def _start_build(self) -> asyncio.Task[CrosswalkIndex]:
-        task = asyncio.get_running_loop().create_task(self.build())
+        task = watch(asyncio.get_running_loop().create_task(self.build(), name="crosswalk-build"),
+                     "crosswalk_build_failed")
         self._building = task
 
         def done(t: asyncio.Task[CrosswalkIndex]) -> None:

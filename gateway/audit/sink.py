@@ -34,8 +34,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.audit import GENESIS, AuditRecord, chain_hash
-from gateway.errors import compact_traceback
 from sources.sql import sqlite_pragmas
+from sources.tasks import compact_traceback
 
 log = structlog.get_logger("gateway.audit")
 
