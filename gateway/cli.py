@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,12 +27,15 @@ tokens_app = typer.Typer(help="Partner API tokens.", no_args_is_help=True)
 documents_app = typer.Typer(help="Trusted documents (the operations partner tokens may run).", no_args_is_help=True)
 db_app = typer.Typer(help="The gateway's own database.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+schema_app = typer.Typer(help="The schema as a contract: its SDL, and the changes between two versions.",
+                         no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(crosswalk_app, name="crosswalk")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(documents_app, name="documents")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.add_typer(schema_app, name="schema")
 console = Console()
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default: ./gateway.toml)",
@@ -420,6 +424,91 @@ def audit_export(fmt: Annotated[str, typer.Option("--format", help="jsonl or csv
         with open(output, "w", newline="", encoding="utf-8") as fh:
             count = asyncio.run(run(fh))
     Console(stderr=True).print(f"exported {count} records")
+
+
+@schema_app.command("print")
+def schema_print(output: Annotated[Path | None, typer.Option("--output", "-o", help="write here, not to "
+                                                            "standard output")] = None) -> None:
+    """Print the schema's SDL (types sorted by name; what `schema.graphql` holds)."""
+    import sys
+
+    from gateway.app import gateway_schema
+    from gateway.schema_contract import schema_sdl
+
+    sdl = schema_sdl(gateway_schema())
+    if output is None:
+        sys.stdout.write(sdl)
+        return
+    output.write_text(sdl, encoding="utf-8", newline="\n")
+    Console(stderr=True).print(f"wrote {output}")
+
+
+def _schema_text(spec: str) -> str:
+    """The SDL named by `spec`: a file, `-` for standard input, or `REVISION:PATH` (git)."""
+    import sys
+
+    from gateway.schema_contract import git_file
+
+    if spec == "-":
+        return sys.stdin.read()
+    path = Path(spec)
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    revision, colon, file = spec.partition(":")
+    if colon and revision and file:
+        text = git_file(revision, file, cwd=Path.cwd())
+        if text is not None:
+            return text
+        console.print(f"[red]{escape(spec)}: no such file, and git has no {escape(file)} at {escape(revision)}[/red]",
+                      soft_wrap=True)
+    else:
+        console.print(f"[red]{escape(spec)}: no such file[/red]", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@schema_app.command("check")
+def schema_check(
+    old: Annotated[str, typer.Argument(help="the schema clients use now: a file, `-`, or a git `REV:PATH` such "
+                                            "as main:schema.graphql")],
+    new: Annotated[str, typer.Argument(help="the changed schema, in the same forms")],
+    fail_on_dangerous: Annotated[bool, typer.Option(help="exit 1 on dangerous changes too")] = False,
+    allow: Annotated[Path | None, typer.Option(help="allow-list (schema-breaking-allowed.txt): its breaking "
+                                                     "changes, and removals deprecated in OLD, do not fail",
+                                               exists=True, dir_okay=False)] = None,
+) -> None:
+    """List the breaking and dangerous changes from OLD to NEW; exit 1 if any change breaks clients."""
+    from rich.text import Text
+
+    from gateway.schema_contract import SchemaFileError, compare, read_allowed
+
+    try:
+        allowed = read_allowed(allow.read_text(encoding="utf-8")) if allow is not None else None
+        changes = compare(_schema_text(old), _schema_text(new), allowed=allowed, old_name=old, new_name=new)
+    except SchemaFileError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not changes:
+        console.print("[green]no breaking or dangerous changes[/green]")
+        return
+    table = Table(title="schema changes")
+    for column in ("severity", "change", *(("allowed because",) if allow else ())):
+        table.add_column(column, overflow="fold")
+    for change in changes:
+        style = "red" if change.blocking else "yellow"
+        table.add_row(Text(change.severity, style=style), Text(change.description),
+                      *((Text(change.excuse or "-"),) if allow else ()))
+    console.print(table)
+    blocking = [c for c in changes if c.blocking]
+    dangerous = [c for c in changes if c.severity == "dangerous"]
+    if blocking:
+        named = ", ".join(c.coordinate or c.description for c in blocking)
+        console.print(f"[red]{len(blocking)} breaking change(s): {escape(named)}. Operations that use them fail: "
+                      "deprecate first and remove later, or list the change with a reason in the allow-list[/red]",
+                      soft_wrap=True)
+        raise typer.Exit(1)
+    if dangerous and fail_on_dangerous:
+        console.print(f"[yellow]{len(dangerous)} dangerous change(s), and --fail-on-dangerous[/yellow]", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -97,3 +97,50 @@ def test_audit_verify_and_export(config: Path, tmp_path: Path) -> None:
     run("audit", "export", "--format", "csv", "--output", str(out))
     assert out.read_text().splitlines()[0].startswith("id,time,request_id")
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_schema_print_writes_the_codes_schema(tmp_path: Path) -> None:
+    from gateway.app import gateway_schema
+    from gateway.schema_contract import schema_sdl
+
+    out = tmp_path / "schema.graphql"
+    run("schema", "print", "--output", str(out))
+    assert out.read_text(encoding="utf-8") == schema_sdl(gateway_schema())
+    assert CliRunner().invoke(app, ["schema", "print"]).stdout == out.read_text(encoding="utf-8")
+
+
+def test_schema_check_fails_on_a_removed_field_and_names_it(tmp_path: Path) -> None:
+    old = tmp_path / "old.graphql"
+    run("schema", "print", "--output", str(old))
+    new = tmp_path / "new.graphql"
+    field = "  creditLimit: Money\n"
+    assert field in old.read_text(encoding="utf-8")
+    new.write_text(old.read_text(encoding="utf-8").replace(field, ""), encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["schema", "check", str(old), str(new)])
+    assert result.exit_code == 1, result.output
+    assert "Customer.creditLimit" in result.output and "breaking" in result.output
+
+    # An allow-list entry with a reason lets it pass, and the table says why.
+    allow = tmp_path / "allowed.txt"
+    allow.write_text("Field Customer.creditLimit was removed. -- unused\n", encoding="utf-8")
+    allowed = CliRunner().invoke(app, ["schema", "check", str(old), str(new), "--allow", str(allow)])
+    assert allowed.exit_code == 0, allowed.output
+    assert "unused" in allowed.output
+    assert run("schema", "check", str(old), str(old)).strip() == "no breaking or dangerous changes"
+
+
+def test_schema_check_lists_dangerous_changes_and_fails_on_them_only_when_asked(tmp_path: Path) -> None:
+    old = tmp_path / "old.graphql"
+    run("schema", "print", "--output", str(old))
+    value = "  NET_60\n"
+    assert value in old.read_text(encoding="utf-8")
+    new = old.read_text(encoding="utf-8").replace(value, value + "  NET_90\n")
+
+    listed = CliRunner().invoke(app, ["schema", "check", str(old), "-"], input=new)  # NEW from standard input
+    assert listed.exit_code == 0, listed.output
+    assert "dangerous" in listed.output and "PaymentTerms.NET_90" in listed.output
+    strict = CliRunner().invoke(app, ["schema", "check", str(old), "-", "--fail-on-dangerous"], input=new)
+    assert strict.exit_code == 1, strict.output
+    missing = CliRunner().invoke(app, ["schema", "check", str(tmp_path / "nope.graphql"), str(old)])
+    assert missing.exit_code == 2 and "no such file" in missing.output
