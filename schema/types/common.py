@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+import enum
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
@@ -11,6 +12,7 @@ from graphql import GraphQLError
 from strawberry import relay
 from strawberry.relay import GlobalIDValueError
 from strawberry.types import Info
+from strawberry.types.enum import has_enum_definition
 
 from resolvers.context import Context
 from resolvers.loaders import BatchFn
@@ -40,17 +42,71 @@ GatewayInfo = Info[Context, None]
 #: A relation not resolved ahead (by a list resolver); its field then loads it.
 NOT_LOADED: Any = object()
 
-# The business enums are the sources' own; strawberry.enum registers them in place.
-strawberry.enum(OrderStatus, description="Where an order is in its life.")
-strawberry.enum(Segment, description="The CRM's market segment.")
-for _enum in (CustomerStatus, PaymentTerms, InteractionKind, PartnerKind, PurchaseOrderStatus, ShipmentStatus):
-    strawberry.enum(_enum)
+
+
+def _describe_enum(cls: type[enum.Enum], description: str, values: Mapping[str, str]) -> None:
+    """Register a source's enum with strawberry in place, with descriptions of the enum and of each value (the
+    sources know nothing of GraphQL, so the values' descriptions are given here)."""
+    strawberry.enum(cls, description=description)
+    assert has_enum_definition(cls)
+    for value in cls.__strawberry_definition__.values:
+        value.description = values[value.name]
+
+
+# The business enums are the sources' own; the ERP's one-letter codes are named for who reads the legacy data.
+_describe_enum(OrderStatus, "Where an order is in its life (ERP ORDHDR.OHSTAT).", {
+    "OPEN": "Entered; no stock reserved for it yet (ERP code O).",
+    "ALLOCATED": "Stock is reserved for its lines in the shipping warehouse; not shipped yet (A).",
+    "SHIPPED": "Has left the warehouse; `Order.shipments` tracks it (S).",
+    "INVOICED": "Shipped and invoiced to the customer (I).",
+    "CANCELLED": "Cancelled; nothing more is delivered or invoiced (C).",
+})
+_describe_enum(Segment, "The customer's market segment, as the CRM's account team sets it.", {
+    "ENTERPRISE": "Large corporate accounts (CRM `enterprise`).",
+    "MID_MARKET": "Mid-sized companies (CRM `mid_market`).",
+    "SMB": "Small and medium-sized businesses (CRM `smb`).",
+    "PUBLIC_SECTOR": "Government bodies, schools, hospitals and other public buyers (CRM `public_sector`).",
+})
+_describe_enum(CustomerStatus, "The state of the customer's ERP account (CUSMAS.CMSTAT).", {
+    "ACTIVE": "An open account (ERP code A).",
+    "INACTIVE": "An account the ERP marks inactive (code I); its orders and history stay readable.",
+})
+_describe_enum(PaymentTerms, "When the customer pays its invoices (ERP CUSMAS.CMTERM).", {
+    "NET_30": "Due 30 days after the invoice date (ERP code N30).",
+    "NET_60": "Due 60 days after the invoice date (ERP code N60).",
+    "CASH_ON_DELIVERY": "Paid when the goods are delivered; no credit (ERP code COD).",
+})
+_describe_enum(InteractionKind, "What kind of contact with the customer the CRM logged.", {
+    "CALL": "A phone call (CRM `call`).",
+    "EMAIL": "An e-mail to or from the customer (CRM `email`).",
+    "TICKET": "A support ticket the customer opened (CRM `ticket`).",
+    "MEETING": "A meeting, on site or online (CRM `meeting`).",
+})
+_describe_enum(PartnerKind, "What a partner does for the company (ERP VENMAS.VNTYPE).", {
+    "SUPPLIER": "Sells the company goods: has offers and purchase orders in the supplier portal (ERP code S).",
+    "CARRIER": "Carries the company's shipments; the logistics provider tracks them (ERP code C).",
+})
+_describe_enum(PurchaseOrderStatus, "Where a purchase order is, as the supplier portal reports it.", {
+    "SENT": "Sent to the supplier, not confirmed yet.",
+    "CONFIRMED": "The supplier accepted it; nothing has arrived yet.",
+    "PARTIALLY_RECEIVED": "Some of the ordered goods have arrived.",
+    "RECEIVED": "All the ordered goods have arrived.",
+    "CANCELLED": "Cancelled; nothing (more) will arrive.",
+})
+_describe_enum(ShipmentStatus, "Where a shipment is, as the logistics provider last scanned it.", {
+    "PICKED_UP": "The carrier has collected it from the warehouse (provider code PU).",
+    "IN_TRANSIT": "On its way between the carrier's depots (IT).",
+    "OUT_FOR_DELIVERY": "On the vehicle for the final delivery (OD).",
+    "DELIVERED": "Handed over to the recipient (DL).",
+    "EXCEPTION": "Held up (damage, wrong address, refused, ...); `events` says where and when (EX).",
+})
 
 
 @strawberry.type(description="An exact amount of money. `amount` is a decimal string, never a float.")
 class Money:
-    amount: Decimal
-    currency: str
+    amount: Decimal = strawberry.field(description="The exact amount as a decimal string, e.g. \"1234.50\"; "
+                                                   "parse it with a decimal type, never a float.")
+    currency: str = strawberry.field(description="ISO 4217 currency code, e.g. USD.")
 
     @classmethod
     def of(cls, money: values.Money | None) -> Money | None:
@@ -126,14 +182,16 @@ def page_size(info: GatewayInfo, first: int) -> int:
 
 @strawberry.type(description="An item of a list, with the cursor that resumes after it.")
 class Edge(Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(description="Opaque; pass it as `after` to get the items that follow this one. "
+                                               "Valid only for the list that issued it.")
+    node: T = strawberry.field(description="The object at this position of the list.")
 
 
 @strawberry.type(description="One page of a list (Relay cursor connection).")
 class Connection(Generic[T]):
-    page_info: relay.PageInfo
-    edges: list[Edge[T]]
+    page_info: relay.PageInfo = strawberry.field(description="Whether more items follow (`hasNextPage`), and the "
+                                                             "cursor to ask for them with (`endCursor`).")
+    edges: list[Edge[T]] = strawberry.field(description="The items of this page, in the list's order.")
 
 
 def to_connection(page: Slice[R], make: Callable[[R], T]) -> Connection[T]:
