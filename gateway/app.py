@@ -26,6 +26,7 @@ from auth.scopes import CUSTOMERS_PII
 from auth.tokens import SqlTokenStore, TokenAuthenticator
 from gateway import hooks
 from gateway.answers import AnswerCache
+from gateway.apq import build_apq_store
 from gateway.audit.log import AuditLog
 from gateway.audit.sink import SqlAuditSink
 from gateway.audit.store import SqlAuditReader
@@ -158,8 +159,9 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
             RedisRateLimiter(limits.redis_url, limits.rate_per_second, limits.rate_burst) if limits.redis_url
             else MemoryRateLimiter(limits.rate_per_second, limits.rate_burst))
         app.state.audit = audit
+        apq = build_apq_store(settings)
         app.state.graphql = GraphQLEndpoint(schema, services, settings, authenticator(settings, app.state.tokens),
-                                            app.state.documents, limiter, audit, answers)
+                                            app.state.documents, limiter, audit, answers, apq)
         warming = watch(asyncio.create_task(_warm_crosswalk(services)), "crosswalk_warm_failed") if warm else None
         tuning = (watch(asyncio.create_task(_tune_gc_after(warming, settings.server.gc_threshold)), "gc_tuning_failed")
                   if served else None)
@@ -175,6 +177,8 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
                     await audit.sink.engine.dispose()
             await close_services(services)
             await limiter.aclose()
+            if apq is not None:
+                await apq.aclose()
             await db.dispose()
 
     async def graphql(request: Request) -> Response:

@@ -29,6 +29,7 @@ from auth.authenticate import Authenticator
 from auth.principal import AuthError, Principal, PrincipalKind
 from auth.ratelimit import RateLimiter, bucket_key
 from gateway.answers import Answer, AnswerCache, parsed
+from gateway.apq import ApqStore
 from gateway.audit.log import AuditLog, RequestFacts, document_hash, operation_of
 from gateway.audit.sink import AuditUnavailable
 from gateway.documents import DocumentStore, document_id, normalise_id
@@ -52,6 +53,8 @@ class GraphQLRequest:
     variables: dict[str, Any] | None
     operation_name: str | None
     document_id: str | None = None
+    #: The id came as Apollo's `extensions.persistedQuery`, so staff may also mean an automatic persisted query.
+    apq: bool = False
 
 
 class RequestError(Exception):
@@ -64,6 +67,18 @@ class RequestError(Exception):
         self.message = message
         self.code = code
         self.headers = headers or {}
+
+
+class PersistedQueryNotFound(RequestError):
+    """An automatic persisted query this gateway does not hold: the answer Apollo clients resend the text on.
+
+    `200` whatever the media type, as Apollo Server and Router answer: Apollo Client turns persisted
+    queries off for good on a `400` instead of registering. Its message and code are what clients match.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(200, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND",
+                         {"Cache-Control": "private, no-cache, must-revalidate"})
 
 
 def request_id_of(request: Request) -> str:
@@ -154,7 +169,7 @@ def _parse_variables(raw: Any) -> dict[str, Any] | None:
 def _graphql_request(payload: Any) -> GraphQLRequest:
     if not isinstance(payload, dict):
         raise RequestError(400, "the body must be a JSON object with a `query`")
-    document = _document_id(payload)
+    document, apq = _document_id(payload)
     query = payload.get("query")
     if query is not None and (not isinstance(query, str) or not query.strip()):
         raise RequestError(400, "`query` must be a non-empty string")
@@ -163,11 +178,12 @@ def _graphql_request(payload: Any) -> GraphQLRequest:
     name = payload.get("operationName")
     if name is not None and not isinstance(name, str):
         raise RequestError(400, "`operationName` must be a string")
-    return GraphQLRequest(query, _parse_variables(payload.get("variables")), name, document)
+    return GraphQLRequest(query, _parse_variables(payload.get("variables")), name, document, apq)
 
 
-def _document_id(payload: dict[str, Any]) -> str | None:
-    """A trusted document id: `documentId`, or Apollo's `extensions.persistedQuery.sha256Hash`."""
+def _document_id(payload: dict[str, Any]) -> tuple[str | None, bool]:
+    """A document id: `documentId` (trusted documents only), or Apollo's `extensions.persistedQuery.sha256Hash`
+    (a trusted document, or for staff an automatic persisted query: the flag says so)."""
     raw = payload.get("documentId")
     extensions = payload.get("extensions")
     if isinstance(extensions, str):
@@ -177,13 +193,21 @@ def _document_id(payload: dict[str, Any]) -> str | None:
             raise RequestError(400, "`extensions` is not valid JSON") from None
     if extensions is not None and not isinstance(extensions, dict):
         raise RequestError(400, "`extensions` must be a JSON object")
-    if raw is None and isinstance(extensions, dict) and isinstance(extensions.get("persistedQuery"), dict):
-        raw = extensions["persistedQuery"].get("sha256Hash")
+    persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+    apq = False
+    if isinstance(persisted, dict):
+        # Apollo's protocol has one version; a client announcing another expects something else of us.
+        # An absent version is read as 1: trusted-document clients have always been served without one.
+        version = persisted.get("version", 1)
+        if isinstance(version, bool) or version != 1:
+            raise RequestError(400, "Unsupported persisted query version")
+        if raw is None:
+            raw, apq = persisted.get("sha256Hash"), True
     if raw is None:
-        return None
+        return None, False
     if not isinstance(raw, str) or normalise_id(raw) is None:
         raise RequestError(400, "a document id is `sha256:` and 64 lower-case hex digits")
-    return normalise_id(raw)
+    return normalise_id(raw), apq
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -228,6 +252,22 @@ async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
     return _graphql_request(payload)
 
 
+async def _automatic_persisted_query(store: ApqStore, doc_id: str, query: str | None) -> str:
+    """Apollo's APQ, for internal principals only: the text registered under `doc_id`, or register `query`.
+
+    What is run is checked like any query sent in full: the policy runs at execution.
+    """
+    if query is None:
+        text = await store.get(doc_id)
+        if text is None:
+            raise PersistedQueryNotFound
+        return text
+    if document_id(query) != doc_id:
+        raise RequestError(400, "provided sha does not match query", "BAD_REQUEST")
+    await store.put(doc_id, query)
+    return query
+
+
 def _error_body(message: str, code: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
@@ -245,7 +285,9 @@ class GraphQLEndpoint:
 
     def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings,
                  authenticator: Authenticator, documents: DocumentStore, limiter: RateLimiter,
-                 audit: AuditLog | None = None, answers: AnswerCache | None = None) -> None:
+                 audit: AuditLog | None = None, answers: AnswerCache | None = None,
+                 apq: ApqStore | None = None) -> None:
+        self.apq = apq
         self.limiter = limiter
         self.answers = answers
         self.audit = audit
@@ -256,9 +298,14 @@ class GraphQLEndpoint:
         self.documents = documents
 
     async def _operation_text(self, gql: GraphQLRequest, principal: Principal) -> str:
-        """The operation to run: a trusted document's text, or the query sent (partners: only if trusted)."""
+        """The operation to run: a trusted document's text, for staff an automatic persisted query's,
+        or the query sent (partners: only if trusted)."""
         if gql.document_id is not None:
             doc = await self.documents.get(gql.document_id)
+            # The rule that keeps texts nobody reviewed away from partners (and anonymous callers).
+            apq = self.apq if gql.apq and principal.internal else None
+            if doc is None and apq is not None:
+                return await _automatic_persisted_query(apq, gql.document_id, gql.query)
             if doc is None:
                 raise RequestError(400, f"unknown document {gql.document_id}", "PERSISTED_QUERY_NOT_FOUND")
             if gql.query is not None and document_id(gql.query) != doc.id:

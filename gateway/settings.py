@@ -270,6 +270,23 @@ class AuditSettings(_Strict):
         None, description="HMAC key for variable hashes; without one each process makes its own")
 
 
+class ApqSettings(_Strict):
+    """Automatic persisted queries for staff clients (docs/security.md, "Automatic persisted queries")."""
+
+    enabled: bool = Field(True, description="staff clients may register query texts by their hash (Apollo's APQ)")
+    max_entries: int = Field(10_000, ge=1, le=1_000_000, description="texts kept; the least recently used go first")
+    ttl_s: float = Field(86_400, gt=0, le=30 * 86_400, description="a text unused this long is forgotten")
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db to share the texts between instances; `cache.url` when unset")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return url
+
+
 class CrosswalkSettings(_Strict):
     refresh_seconds: float = Field(300, gt=0)
 
@@ -291,6 +308,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     audit: AuditSettings = AuditSettings()
     limits: LimitSettings = LimitSettings()
+    apq: ApqSettings = ApqSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -126,7 +126,7 @@ def test_roles() -> dict[str, list[str]]:
 def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict[str, Any] | None = None,
                  auth: dict[str, Any] | None = None, cache: dict[str, Any] | None = None,
                  audit: dict[str, Any] | None = None, resilience: dict[str, Any] | None = None,
-                 **server: Any) -> Settings:
+                 apq: dict[str, Any] | None = None, **server: Any) -> Settings:
     # Tests share gateways: unless a test asks for a policy, no retries and a breaker that never opens,
     # so one test's faults cannot leak into the next one's answers.
     policy = resilience if resilience is not None else {"retries": 0, "breaker_failures": 1000,
@@ -139,6 +139,7 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict
         # Off unless a test turns it on: call-count tests count every upstream call.
         cache={"enabled": cache is not None, **(cache or {})},
         audit={"window_ms": 1, **(audit or {})},
+        apq=apq or {},
         sources={
             "erp": {"url": erp_url, "resilience": policy},
             "crm": {"base_url": "http://crm.test", "resilience": policy, "auth": {
