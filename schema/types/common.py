@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -170,6 +170,14 @@ def id_key(global_id: relay.GlobalID, key: KeyFormat[K], argument: str) -> K:
     except MalformedKey:
         raise bad_input(f"`{argument}` must be an id of type {global_id.type_name} with a key that is "
                         f"{key.description}") from None
+
+
+#: The page arguments of every list, described once.
+First = Annotated[int, strawberry.argument(description="How many items to return: 1 to the server's maximum page "
+                                                       "size (100 unless configured); more is an error, never cut.")]
+After = Annotated[str | None, strawberry.argument(description="Start after this cursor (an edge's `cursor` or "
+                                                               "`pageInfo.endCursor` of the same list); none: from "
+                                                               "the start. A cursor of another list is an error.")]
 
 
 def page_size(info: GatewayInfo, first: int) -> int:
