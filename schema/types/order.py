@@ -32,9 +32,11 @@ PartnerRef = Annotated["Partner", strawberry.lazy("schema.types.partner")]
 @strawberry.type(description="One line of an order.")
 class OrderLine:
     record: strawberry.Private[ErpOrderLine]
-    line_number: int
-    quantity: int
-    unit_price: Money
+    line_number: int = strawberry.field(description="The line's number within the order (ERP ORDDTL.ODLINE).")
+    quantity: int = strawberry.field(description="Ordered quantity, in the product's `unitOfMeasure` "
+                                                 "(ERP ORDDTL.ODQORD).")
+    unit_price: Money = strawberry.field(description="Price of one unit on this order, in the order's currency "
+                                                     "(ERP ORDDTL.ODUPRC, stored in cents).")
     amount: Money = strawberry.field(description="Quantity times unit price.")
     #: The product, when Order.lines resolved it with the other lines' (NOT_LOADED: the field loads it).
     preloaded_product: strawberry.Private[object] = NOT_LOADED
@@ -46,7 +48,8 @@ class OrderLine:
                    unit_price=Money(amount=price.amount, currency=price.currency),
                    amount=Money(amount=price.amount * r.quantity, currency=price.currency))
 
-    @strawberry.field
+    @strawberry.field(description="The product ordered, from the ERP item master; null if the item master no longer "
+                                  "has the item.")
     def product(self, info: GatewayInfo) -> ProductRef | None:
         if self.preloaded_product is not NOT_LOADED:
             return self.preloaded_product  # type: ignore[return-value]
@@ -63,10 +66,12 @@ class OrderLine:
 class Order(relay.Node):
     key: relay.NodeID[str]
     record: strawberry.Private[ErpOrder]
-    number: str
-    status: OrderStatus
+    number: str = strawberry.field(description="The ERP order number (ORDHDR.OHORNO), digits only, e.g. \"5000001\"; "
+                                               "what `order(number:)` takes.")
+    status: OrderStatus = strawberry.field(description="Where the order is in its life (ERP ORDHDR.OHSTAT).")
     placed_at: datetime.date = strawberry.field(description="The day the order was placed.")
-    total: Money
+    total: Money = strawberry.field(description="Order total as the ERP holds it (ORDHDR.OHTOTL, stored in cents), "
+                                                "in the order's currency.")
 
     @classmethod
     def of(cls, record: ErpOrder) -> Order:
@@ -94,12 +99,13 @@ class Order(relay.Node):
         if selects(info, *at, "customer") and may_resolve(info, "Order.customer"):
             await customers.prefetch(info, [order.customer for order in orders], at=(*at, "customer"))
 
-    @strawberry.field
+    @strawberry.field(description="Who placed the order: the ERP customer, with its CRM record when the two are "
+                                  "linked.")
     async def customer(self, info: GatewayInfo) -> CustomerRef | None:
         index = await info.context.services.crosswalk.index()
         return customers.from_erp_number(index, self.record.customer)
 
-    @strawberry.field
+    @strawberry.field(description="The order's lines, by line number.")
     async def lines(self, info: GatewayInfo) -> list[OrderLine] | None:
         ctx = info.context
         lines = [OrderLine.of(line) for line in await ctx.loaders.load(ctx.services.erp.lines_of_orders,
@@ -139,9 +145,10 @@ class Order(relay.Node):
 
 @strawberry.type(description="One scan of a shipment.")
 class TrackingEvent:
-    at: datetime.datetime
-    status: ShipmentStatus
-    location: str | None
+    at: datetime.datetime = strawberry.field(description="When the scan happened (UTC).")
+    status: ShipmentStatus = strawberry.field(description="The shipment's status from this scan on.")
+    location: str | None = strawberry.field(description="Where it was scanned, as the carrier names the place; "
+                                                        "null if not reported.")
 
     @classmethod
     def of(cls, r: TrackingEventRecord) -> TrackingEvent:
@@ -157,11 +164,11 @@ class Shipment(relay.Node):
     def of(cls, record: ShipmentRecord) -> Shipment:
         return cls(key=record.tracking_number, record=record)
 
-    @strawberry.field
+    @strawberry.field(description="The logistics provider's tracking number; what `shipment(trackingNumber:)` takes.")
     def tracking_number(self) -> str:
         return self.record.tracking_number
 
-    @strawberry.field
+    @strawberry.field(description="Where the shipment is now, by the provider's latest scan.")
     def status(self) -> ShipmentStatus:
         return self.record.status
 
@@ -169,17 +176,17 @@ class Shipment(relay.Node):
     def eta(self) -> datetime.datetime | None:
         return self.record.eta
 
-    @strawberry.field
+    @strawberry.field(description="Every scan so far, in the order the provider reports them.")
     def events(self) -> list[TrackingEvent]:
         return [TrackingEvent.of(e) for e in self.record.events]
 
-    @strawberry.field
+    @strawberry.field(description="The carrier that transports it, from the ERP's vendor master.")
     async def carrier(self, info: GatewayInfo) -> PartnerRef | None:
         from schema.types.partner import Partner
 
         return await Partner.load(info, self.record.carrier)
 
-    @strawberry.field
+    @strawberry.field(description="The sales order it delivers (the provider's reference SO-<number>).")
     async def order(self, info: GatewayInfo) -> Order | None:
         return await load_node(info, info.context.services.erp.orders, self.record.order, Order.of)
 
