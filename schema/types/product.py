@@ -33,10 +33,11 @@ PurchaseOrderRef = Annotated["PurchaseOrder", strawberry.lazy("schema.types.part
 @strawberry.type(description="A distribution centre.")
 class Warehouse(relay.Node):
     key: relay.NodeID[str]
-    code: str
-    name: str
-    city: str | None
-    country: str | None
+    code: str = strawberry.field(description="The ERP's warehouse code (WHSMAS.WHWHSE), e.g. \"DAL\".")
+    name: str = strawberry.field(description="The warehouse's name, from the ERP (WHSMAS.WHDESC).")
+    city: str | None = strawberry.field(description="City it is in; null if the ERP does not say.")
+    country: str | None = strawberry.field(description="Two-letter ISO 3166 country code, e.g. US; null if the ERP "
+                                                       "does not say.")
 
     @classmethod
     def of(cls, r: ErpWarehouse) -> Warehouse:
@@ -52,7 +53,8 @@ class Warehouse(relay.Node):
 @strawberry.type(description="Stock of one product in one warehouse.")
 class StockLevel:
     # Plain fields, filled when the level is made: strawberry resolves them without a resolver call each.
-    warehouse: Warehouse | None
+    warehouse: Warehouse | None = strawberry.field(description="Where the stock is; null if the ERP's warehouse "
+                                                               "table does not know the code.")
     on_hand: int = strawberry.field(description="Physically in the warehouse.")
     allocated: int = strawberry.field(description="Promised to open orders.")
     available: int = strawberry.field(description="On hand minus allocated: what can still be sold.")
@@ -67,29 +69,30 @@ class StockLevel:
 class SupplierOffer:
     record: strawberry.Private[OfferRecord]
 
-    @strawberry.field
+    @strawberry.field(description="The supplier's price for one unit (in the product's `unitOfMeasure`), in the "
+                                  "currency it quotes.")
     def unit_price(self) -> Money:
         return Money(amount=self.record.unit_price.amount, currency=self.record.unit_price.currency)
 
-    @strawberry.field
+    @strawberry.field(description="Calendar days from a purchase order to delivery, as the supplier promises.")
     def lead_time_days(self) -> int:
         return self.record.lead_time_days
 
-    @strawberry.field
+    @strawberry.field(description="How many units the supplier can deliver at this price now.")
     def available_quantity(self) -> int:
         return self.record.available_quantity
 
-    @strawberry.field
+    @strawberry.field(description="The last day the offer holds (inclusive).")
     def valid_until(self) -> datetime.date:
         return self.record.valid_until
 
-    @strawberry.field
+    @strawberry.field(description="The supplier making the offer.")
     async def partner(self, info: GatewayInfo) -> PartnerRef | None:
         from schema.types.partner import Partner
 
         return await Partner.load(info, self.record.supplier)
 
-    @strawberry.field
+    @strawberry.field(description="The product offered; null if the ERP's item master does not have the SKU.")
     async def product(self, info: GatewayInfo) -> Product | None:
         return await Product.load(info, self.record.item)
 
@@ -111,10 +114,13 @@ def _levels(found: Iterable[ErpStock], table: dict[str, ErpWarehouse],
 class Product(relay.Node):
     key: relay.NodeID[str]
     record: strawberry.Private[ErpItem]
-    sku: str
-    name: str
-    unit_of_measure: str
-    list_price: Money
+    sku: str = strawberry.field(description="The stock-keeping unit: the ERP item number (ITMMAS.IMITNO), trimmed; "
+                                            "what `product(sku:)` takes.")
+    name: str = strawberry.field(description="The item's description from the ERP (ITMMAS.IMDESC), in title case.")
+    unit_of_measure: str = strawberry.field(description="The unit quantities and prices count in, as the ERP codes it "
+                                                        "(ITMMAS.IMUOM): EA each, BX box, M metre, KG kilogram...")
+    list_price: Money = strawberry.field(description="Standard selling price of one unit before any discount (ERP "
+                                                     "ITMMAS.IMLPRC, stored in cents).")
     #: Stock levels resolved with a whole list of products (Order.lines); NOT_LOADED: the field loads them.
     preloaded_stock: strawberry.Private[object] = NOT_LOADED
 
