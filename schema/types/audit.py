@@ -9,18 +9,20 @@ from auth.audit import AuditRecord
 
 @strawberry.type(description="An upstream call made for an audited operation.")
 class AuditUpstreamCall:
-    source: str
-    operation: str
-    status: str
-    ms: float
-    cache: str
+    source: str = strawberry.field(description="The upstream system called, by its configured name: erp, crm, "
+                                               "supplier or logistics.")
+    operation: str = strawberry.field(description="What the gateway asked of it, e.g. customers, orders_of_customers.")
+    status: str = strawberry.field(description="ok, or the error code the call ended with, e.g. SOURCE_TIMEOUT.")
+    ms: float = strawberry.field(description="How long the call took, in milliseconds.")
+    cache: str = strawberry.field(description="What the gateway's source cache did: none (not cached), hit, miss, or "
+                                              "stale (served past its freshness while refreshing or failing).")
 
 
 @strawberry.type(description="One audited operation. Variables are kept only as a keyed hash.")
 class AuditEvent:
     record: strawberry.Private[AuditRecord]
 
-    @strawberry.field
+    @strawberry.field(description="The record's id, unique in the trail.")
     def id(self) -> str:
         return self.record.id
 
@@ -28,35 +30,40 @@ class AuditEvent:
     def time(self) -> str:
         return self.record.time
 
-    @strawberry.field
+    @strawberry.field(description="The request's id: the caller's `x-request-id` header when it sent a valid one; the "
+                                  "logs and INTERNAL_ERROR answers carry it too.")
     def request_id(self) -> str:
         return self.record.request_id
 
-    @strawberry.field
+    @strawberry.field(description="The caller's address as the gateway saw it (a proxy's if one is in front); - if "
+                                  "unknown.")
     def client_ip(self) -> str:
         return self.record.client_ip
 
-    @strawberry.field
+    @strawberry.field(description="Who called: the JWT's `sub` for staff and services, `partner:<code>:<token name>` "
+                                  "for partner tokens, `anonymous` without credentials.")
     def subject(self) -> str:
         return self.record.subject
 
-    @strawberry.field
+    @strawberry.field(description="user, service, partner or anonymous.")
     def principal_kind(self) -> str:
         return self.record.principal_kind
 
-    @strawberry.field
+    @strawberry.field(description="The partner's vendor code for partner tokens; null otherwise.")
     def partner(self) -> str | None:
         return self.record.partner_id
 
-    @strawberry.field
+    @strawberry.field(description="The id of the partner API token used (as `gateway tokens list` shows it); null for "
+                                  "JWTs.")
     def token_id(self) -> str | None:
         return self.record.token_id
 
-    @strawberry.field
+    @strawberry.field(description="query or mutation; null when the request was refused before its operation was "
+                                  "known.")
     def operation_type(self) -> str | None:
         return self.record.operation_type
 
-    @strawberry.field
+    @strawberry.field(description="The operation's name as the caller gave it; null for anonymous operations.")
     def operation_name(self) -> str | None:
         return self.record.operation_name
 
@@ -72,7 +79,8 @@ class AuditEvent:
     def pii_fields(self) -> list[str]:
         return list(self.record.pii_fields)
 
-    @strawberry.field
+    @strawberry.field(description="A keyed hash of the variables: equal for equal variables, never reversible; null "
+                                  "without variables.")
     def variables_hash(self) -> str | None:
         return self.record.variables_hash
 
@@ -80,15 +88,16 @@ class AuditEvent:
     def outcome(self) -> str:
         return self.record.outcome
 
-    @strawberry.field
+    @strawberry.field(description="The `extensions.code` of every error in the answer, e.g. FORBIDDEN; empty when "
+                                  "none.")
     def codes(self) -> list[str]:
         return list(self.record.codes)
 
-    @strawberry.field
+    @strawberry.field(description="The HTTP status of the answer.")
     def http_status(self) -> int:
         return self.record.http_status
 
-    @strawberry.field
+    @strawberry.field(description="From receiving the request to the answer, in milliseconds.")
     def duration_ms(self) -> float:
         return self.record.duration_ms
 
@@ -96,17 +105,18 @@ class AuditEvent:
     def answered_from_cache(self) -> bool:
         return self.record.answered_from_cache
 
-    @strawberry.field
+    @strawberry.field(description="Every upstream call the operation made, in the order they ended.")
     def upstream(self) -> list[AuditUpstreamCall]:
         return [AuditUpstreamCall(source=c.source, operation=c.operation, status=c.status, ms=c.ms, cache=c.cache)
                 for c in self.record.upstream]
 
 
-@strawberry.input
+@strawberry.input(description="Audit trail filters; all given ones must match.")
 class AuditEventFilter:
-    subject: str | None = None
-    partner: str | None = None
+    subject: str | None = strawberry.field(default=None, description="Exactly this subject, e.g. dev@example.com.")
+    partner: str | None = strawberry.field(default=None, description="Exactly this partner's vendor code, e.g. "
+                                                                      "V00002.")
     operation: str | None = strawberry.field(default=None, description="operation name")
-    outcome: str | None = None
+    outcome: str | None = strawberry.field(default=None, description="ok, partial, denied or error.")
     from_: str | None = strawberry.field(default=None, name="from", description="ISO 8601, inclusive")
     to: str | None = strawberry.field(default=None, description="ISO 8601, exclusive")
