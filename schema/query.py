@@ -17,7 +17,9 @@ from resolvers.permissions import purchase_order_supplier_filter
 from resolvers.prefetch import send
 from schema.types.audit import AuditEvent, AuditEventFilter
 from schema.types.common import (
+    After,
     Connection,
+    First,
     GatewayInfo,
     OrderStatus,
     PartnerKind,
@@ -46,26 +48,32 @@ from sources.partners import PurchaseOrderQuery
 @strawberry.input(description="Customer filters; all given ones must match.")
 class CustomerFilter:
     name: str | None = strawberry.field(default=None, description="Part of the name, any case.")
-    segment: Segment | None = None
+    segment: Segment | None = strawberry.field(default=None, description="Only customers in this CRM segment.")
 
 
 @strawberry.input(description="Order filters; all given ones must match. Dates are inclusive.")
 class OrderListFilter:
-    customer: strawberry.ID | None = None
-    statuses: list[OrderStatus] | None = None
-    placed_from: datetime.date | None = None
-    placed_to: datetime.date | None = None
+    customer: strawberry.ID | None = strawberry.field(
+        default=None, description="Only this customer's orders: its `Customer.id`.")
+    statuses: list[OrderStatus] | None = strawberry.field(
+        default=None, description="Only orders in one of these statuses; none or null: any status.")
+    placed_from: datetime.date | None = strawberry.field(
+        default=None, description="Only orders placed on or after this day (YYYY-MM-DD).")
+    placed_to: datetime.date | None = strawberry.field(
+        default=None, description="Only orders placed on or before this day (YYYY-MM-DD).")
 
 
-@strawberry.input
+@strawberry.input(description="Product filters.")
 class ProductFilter:
     text: str | None = strawberry.field(default=None, description="Part of the SKU or the name, any case.")
 
 
-@strawberry.input
+@strawberry.input(description="Purchase order filters; all given ones must match. Partner tokens see only their "
+                              "own purchase orders whatever the filter.")
 class PurchaseOrderFilter:
     partner: str | None = strawberry.field(default=None, description="Supplier code, e.g. V00002.")
-    status: PurchaseOrderStatus | None = None
+    status: PurchaseOrderStatus | None = strawberry.field(default=None,
+                                                          description="Only purchase orders in this status.")
 
 
 #: Node type -> its class and the format of its key, the node id in its global id (sources.keys).
@@ -94,10 +102,12 @@ async def _resolve_nodes(info: GatewayInfo, node_type: type[relay.Node],
 
 @strawberry.type(description="Whether the gateway answers; the one query callers without credentials may run.")
 class Health:
-    status: str
+    status: str = strawberry.field(description="Always \"ok\" when the gateway answers; it says nothing of the "
+                                               "upstream systems (/readyz does).")
 
 
-@strawberry.type
+@strawberry.type(description="Entry points into one graph over the ERP, the CRM and the partner systems. Each "
+                              "needs a scope of the caller's token (FORBIDDEN otherwise); `health` needs none.")
 class Query:
     # Ids are decoded here, not by strawberry's relay fields: a malformed one is then BAD_USER_INPUT naming
     # its argument, and never reaches a source.
@@ -129,8 +139,12 @@ class Query:
         return Health(status="ok")
 
     @strawberry.field(description="A customer by global id or by ERP customer number.")
-    async def customer(self, info: GatewayInfo, id: strawberry.ID | None = None,
-                       number: str | None = None) -> Customer | None:
+    async def customer(self, info: GatewayInfo,
+                       id: Annotated[strawberry.ID | None, strawberry.argument(
+                           description="The customer's global id (`Customer.id`). Give this or `number`.")] = None,
+                       number: Annotated[str | None, strawberry.argument(
+                           description="The ERP customer number, e.g. \"100001\". Give this or `id`.")] = None,
+                       ) -> Customer | None:
         if (id is None) == (number is None):
             raise bad_input("give exactly one of `id` and `number`")
         key = (typed_id_argument(id, "Customer", customers.KEY, "id") if id is not None
@@ -139,21 +153,27 @@ class Query:
         return (await customers.by_keys(info, [key]))[0]
 
     @strawberry.field(description="Customers from the CRM, by name.")
-    async def customers(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                        filter: CustomerFilter | None = None) -> Connection[Customer] | None:
+    async def customers(self, info: GatewayInfo, first: First = 20, after: After = None,
+                        filter: Annotated[CustomerFilter | None, strawberry.argument(
+                            description="Only the customers that match every condition given.")] = None,
+                        ) -> Connection[Customer] | None:
         query = CustomerQuery(first=page_size(info, first), after=after,
                               text=filter.name if filter else None, segment=filter.segment if filter else None)
         found, cursors, has_next = await customers.page(info, query)
         return to_connection(Slice(tuple(found), tuple(cursors), has_next), lambda c: c)
 
     @strawberry.field(description="An order by its ERP order number.")
-    async def order(self, info: GatewayInfo, number: str) -> Order | None:
+    async def order(self, info: GatewayInfo,
+                    number: Annotated[str, strawberry.argument(
+                        description="The ERP order number, digits only, e.g. \"5000001\".")]) -> Order | None:
         order_number = key_argument(number, keys.ORDER_NUMBER, "number")
         return (await Order.resolve_nodes(info=info, node_ids=[str(order_number)]))[0]
 
     @strawberry.field(description="Orders, newest first.")
-    async def orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                     filter: OrderListFilter | None = None) -> Connection[Order] | None:
+    async def orders(self, info: GatewayInfo, first: First = 20, after: After = None,
+                     filter: Annotated[OrderListFilter | None, strawberry.argument(
+                         description="Only the orders that match every condition given.")] = None,
+                     ) -> Connection[Order] | None:
         query = OrderQuery(
             first=page_size(info, first), after=after,
             statuses=tuple(filter.statuses or ()) if filter else (),
@@ -172,36 +192,47 @@ class Query:
         return to_connection(result, Order.of)
 
     @strawberry.field(description="A product by SKU.")
-    async def product(self, info: GatewayInfo, sku: str) -> Product | None:
+    async def product(self, info: GatewayInfo,
+                      sku: Annotated[str, strawberry.argument(
+                          description="The SKU (the ERP item number), e.g. \"BRG00042\".")]) -> Product | None:
         key = key_argument(sku, keys.SKU, "sku")
         Product.prefetch(info, [key])
         return await Product.load(info, key)
 
     @strawberry.field(description="Products, in SKU order.")
-    async def products(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                       filter: ProductFilter | None = None) -> Connection[Product] | None:
+    async def products(self, info: GatewayInfo, first: First = 20, after: After = None,
+                       filter: Annotated[ProductFilter | None, strawberry.argument(
+                           description="Only the products that match every condition given.")] = None,
+                       ) -> Connection[Product] | None:
         query = ItemQuery(first=page_size(info, first), after=after, text=filter.text if filter else None)
         result = await info.context.services.erp.item_page(query)
         return to_connection(result, Product.of)
 
-    @strawberry.field
+    @strawberry.field(description="Every warehouse in the ERP's warehouse table (WHSMAS).")
     async def warehouses(self, info: GatewayInfo) -> list[Warehouse] | None:
         found = await info.context.services.erp.warehouses()
         return [Warehouse.of(w) for w in found.values()]
 
     @strawberry.field(description="Partners, optionally of one kind.")
-    async def partners(self, info: GatewayInfo, kind: PartnerKind | None = None) -> list[Partner] | None:
+    async def partners(self, info: GatewayInfo,
+                       kind: Annotated[PartnerKind | None, strawberry.argument(
+                           description="Only partners of this kind; null: suppliers and carriers.")] = None,
+                       ) -> list[Partner] | None:
         found = await info.context.services.erp.vendors()
         return [Partner.of(v) for v in found.values() if kind is None or v.kind == kind]
 
     @strawberry.field(description="A partner by its vendor code.")
-    async def partner(self, info: GatewayInfo, code: str) -> Partner | None:
+    async def partner(self, info: GatewayInfo,
+                      code: Annotated[str, strawberry.argument(
+                          description="The ERP vendor code, e.g. \"V00002\".")]) -> Partner | None:
         key = key_argument(code, keys.VENDOR_CODE, "code")
         return (await Partner.resolve_nodes(info=info, node_ids=[key]))[0]
 
     @strawberry.field(description="Purchase orders from the supplier portal, newest first.")
-    async def purchase_orders(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                              filter: PurchaseOrderFilter | None = None) -> Connection[PurchaseOrder] | None:
+    async def purchase_orders(self, info: GatewayInfo, first: First = 20, after: After = None,
+                              filter: Annotated[PurchaseOrderFilter | None, strawberry.argument(
+                                  description="Only the purchase orders that match every condition given.")] = None,
+                              ) -> Connection[PurchaseOrder] | None:
         partner = (key_argument(filter.partner, keys.VENDOR_CODE, "filter.partner")
                    if filter and filter.partner is not None else None)
         supplier = purchase_order_supplier_filter(info.context.principal, partner)
@@ -211,8 +242,10 @@ class Query:
         return to_connection(result, PurchaseOrder.of)
 
     @strawberry.field(description="The audit trail, newest first (needs `audit:read`).")
-    async def audit_events(self, info: GatewayInfo, first: int = 20, after: str | None = None,
-                           filter: AuditEventFilter | None = None) -> Connection[AuditEvent] | None:
+    async def audit_events(self, info: GatewayInfo, first: First = 20, after: After = None,
+                           filter: Annotated[AuditEventFilter | None, strawberry.argument(
+                               description="Only the events that match every condition given.")] = None,
+                           ) -> Connection[AuditEvent] | None:
         reader = info.context.services.audit
         info.context.calls.uncacheable = True  # the trail grows with every request: never a kept answer
         if reader is None:
@@ -224,6 +257,8 @@ class Query:
         return to_connection(Slice(page.records, page.cursors, page.has_next), lambda r: AuditEvent(record=r))
 
     @strawberry.field(description="A shipment by tracking number.")
-    async def shipment(self, info: GatewayInfo, tracking_number: str) -> Shipment | None:
+    async def shipment(self, info: GatewayInfo,
+                       tracking_number: Annotated[str, strawberry.argument(
+                           description="The logistics provider's tracking number.")]) -> Shipment | None:
         key = key_argument(tracking_number, keys.TRACKING_NUMBER, "trackingNumber")
         return (await Shipment.resolve_nodes(info=info, node_ids=[key]))[0]
