@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from resolvers import customer as customers
@@ -24,21 +26,27 @@ def _check_text(value: str | None, name: str, limit: int) -> None:
 
 @strawberry.input(description="New contact data; a field left out is not changed, `null` clears the phone.")
 class UpdateCustomerContactInput:
-    customer: strawberry.ID
-    email: str | None = strawberry.UNSET
-    phone: str | None = strawberry.UNSET
+    customer: strawberry.ID = strawberry.field(description="The customer's global id (`Customer.id`); it must have a "
+                                                           "CRM record.")
+    email: str | None = strawberry.field(default=strawberry.UNSET, description="The new e-mail address (at most 254 "
+                                         "characters; stored lower-cased). It cannot be cleared.")
+    phone: str | None = strawberry.field(default=strawberry.UNSET, description="The new phone number, in any common "
+                                         "format (stored in E.164 form); `null` clears it.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of `updateCustomerContact`.")
 class UpdateCustomerContactPayload:
-    customer: Customer | None
+    customer: Customer | None = strawberry.field(description="The customer as the CRM now has it.")
 
 
-@strawberry.type
+@strawberry.type(description="Writes. Each changes one upstream system, which gets the caller's `Idempotency-Key` "
+                              "header (if sent) to recognise a retry.")
 class Mutation:
     @strawberry.mutation(description="Change a customer's e-mail or phone in the CRM.")
     async def update_customer_contact(self, info: GatewayInfo,
-                                      input: UpdateCustomerContactInput) -> UpdateCustomerContactPayload:
+                                      input: Annotated[UpdateCustomerContactInput, strawberry.argument(
+                                          description="Which customer, and what to change.")],
+                                      ) -> UpdateCustomerContactPayload:
         key = typed_id_argument(input.customer, "Customer", customers.KEY, "input.customer")
         _check_text(input.email, "input.email", MAX_EMAIL_CHARS)
         _check_text(input.phone, "input.phone", MAX_PHONE_CHARS)
