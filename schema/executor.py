@@ -15,13 +15,20 @@ made once per selection. If anything on the way is not plain data, the object ta
 A relation that a list resolver already resolved (a line's product, a product's stock levels: see
 PRELOADED) counts as plain data too, once the principal holds the scopes of the field's permission; if
 it does not, or the relation was not resolved ahead, the ordinary path runs the resolver and the check.
+
+Incremental delivery (`@defer`, `@stream`): graphql-core's incremental executor splits a selection into
+the fields of the current part and those of deferred parts, by the deferred fragments each field comes
+from. A plan is made only for a selection that belongs wholly to the part being executed and that
+streams no list; anything else takes the ordinary path, which does the splitting.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from graphql import (
+    ExperimentalIncrementalExecutionResults,
     GraphQLField,
     GraphQLObjectType,
     Undefined,
@@ -30,6 +37,8 @@ from graphql import (
     is_list_type,
     is_object_type,
 )
+from graphql.execution.incremental.build_execution_plan import get_filtered_defer_usage_set
+from graphql.pyutils import RefSet
 from strawberry.permission import PermissionExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -64,6 +73,14 @@ def _coerce(leaf: Any, value: Any) -> Any:
     except Exception:
         return Undefined
     return Undefined if coerced is None else coerced
+
+
+_NO_DEFERS: RefSet[Any] = RefSet()
+
+
+def _streamed(node: Any) -> bool:
+    """Whether a field carries `@stream` (graphql-core decides, with its `if`, whether it is streamed)."""
+    return any(directive.name.value == "stream" for directive in node.directives or ())
 
 
 #: Resolver fields whose value a list resolver may have set ahead, and the attribute it is kept in.
@@ -123,11 +140,13 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def _plan(self, object_type: GraphQLObjectType, field_details_list: Any) -> Plan | None:
         """How to build this object's answer from plain attributes, or None if some field is not plain."""
         plans = self.__dict__.setdefault("_plans", {})
-        key = (object_type, id(field_details_list))
+        # The part being executed (its deferred fragments) decides which fields belong to it.
+        part = self.defer_usage_set
+        key = (object_type, id(field_details_list), id(part))
         if key in plans:
-            known: Plan | None = plans[key][1]
+            known: Plan | None = plans[key][2]
             return known
-        plans[key] = (field_details_list, None)  # kept alive with the plan, as graphql-core does
+        plans[key] = (field_details_list, part, None)  # kept alive with the plan, as graphql-core does
         grouped, defers, _ = self.collect_subfields(object_type, field_details_list)
         if defers:
             return None
@@ -135,7 +154,7 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         for response_key, details in grouped.items():
             node = details[0].node
             field_def = object_type.fields.get(node.name.value)
-            if field_def is None or node.arguments:
+            if field_def is None or node.arguments or _streamed(node) or not self._in_this_part(details):
                 return None
             plain = _plain_leaf(field_def)
             if plain is not None:
@@ -159,8 +178,12 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                           nullable_type is field_def.type, sub_plan, sub_type.is_type_of,
                           scopes or None, is_list))
         plan = tuple(steps)
-        plans[key] = (field_details_list, plan)
+        plans[key] = (field_details_list, part, plan)
         return plan
+
+    def _in_this_part(self, field_details_list: Any) -> bool:
+        """Whether graphql-core would execute this field in the part being executed (build_execution_plan)."""
+        return bool(get_filtered_defer_usage_set(field_details_list) == (self.defer_usage_set or _NO_DEFERS))
 
     def _fill(self, plan: Plan, source: Any, info: Any) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
@@ -193,7 +216,8 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                             position_context: Any) -> Any:
         """A list (a product's stock levels) of plain objects is filled item by item from one plan."""
         item_type = get_nullable_type(return_type.of_type)
-        if isinstance(result, list) and is_object_type(item_type) and self._shortcuts:
+        if (isinstance(result, list) and is_object_type(item_type) and self._shortcuts
+                and not (_streamed(field_details_list[0].node) and self.get_stream_usage(field_details_list, path))):
             plan = self._plan(item_type, field_details_list)
             if plan is not None:
                 filled = self._fill_list(plan, result, item_type.is_type_of, info)
@@ -213,11 +237,27 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def build_response(self, data: dict[str, Any] | None) -> Any:
         response = super().build_response(data)
-        # graphql-core's helpers hold bound methods of this context, a reference cycle that would keep the
-        # whole request (its context, loaders and every record read) alive until the cyclic garbage
-        # collector gets round to it. Execution is over: break the cycle so that all of it is freed now.
-        del self.async_helpers
+        if isinstance(response, ExperimentalIncrementalExecutionResults):
+            # Deferred parts and streamed items are still to be executed, by copies of this context.
+            return response._replace(subsequent_results=self._released_after(response.subsequent_results))
+        self._release()
         return response
+
+    async def _released_after(self, results: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+        try:
+            async for result in results:
+                yield result
+        finally:
+            await results.aclose()
+            self._release()
+
+    def _release(self) -> None:
+        # graphql-core's helpers hold bound methods of this context, and the work of deferred parts holds the
+        # copies that execute it: reference cycles that would keep the whole request (its context, loaders
+        # and every record read) alive until the cyclic garbage collector gets round to it. Execution is
+        # over: break them so that all of it is freed now.
+        self.__dict__.pop("async_helpers", None)
+        self.groups, self.tasks, self.streams = [], [], []
 
     def execute_field(self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any,
                       position_context: Any) -> Any:
