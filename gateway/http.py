@@ -3,23 +3,29 @@
 Follows the GraphQL-over-HTTP specification: POST with a JSON body, or GET for queries only; answers
 `application/graphql-response+json` when the client accepts it (then requests that fail before
 execution get a 4xx) and `application/json` otherwise (then well-formed requests always get 200).
+An operation with `@defer` or `@stream` is answered in parts, as `multipart/mixed` or server-sent events
+(gateway.incremental), to a client that accepts them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
 import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import strawberry
 import structlog
-from graphql import DocumentNode, GraphQLError
+from graphql import DocumentNode, ExperimentalIncrementalExecutionResults, GraphQLError, parse
+from graphql.execution import InitialIncrementalExecutionResult
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
@@ -35,9 +41,11 @@ from gateway.audit.sink import AuditUnavailable
 from gateway.documents import DocumentStore, document_id, normalise_id
 from gateway.errors import classify
 from gateway.graphiql import graphiql_response
+from gateway.incremental import EVENT_STREAM, Multipart, Payloads, Stream, defers, framing, stream_of
 from gateway.settings import LimitSettings, Settings
 from resolvers.context import Context, Services
 from sources.base import ms_since, recording
+from sources.tasks import failure_fields
 
 log = structlog.get_logger("gateway.http")
 
@@ -337,10 +345,16 @@ class GraphQLEndpoint:
 
     async def _handle(self, request: Request, facts: RequestFacts) -> Response:
         request_id = facts.request_id
+        accept = request.headers.get("accept", "")
+        stream = stream_of(accept)  # answers in parts go out this way; None: the client reads no parts
         try:
-            media_type = negotiate(request.headers.get("accept", ""))
+            media_type = negotiate(accept)
+            whole = True
         except RequestError as exc:
-            return self._respond(facts, _error_body(exc.message, exc.code), exc.status, JSON, request_id)
+            if stream is None:
+                return self._respond(facts, _error_body(exc.message, exc.code), exc.status, JSON, request_id)
+            # A client that reads only a stream: an answer comes as one, errors before execution keep their 4xx.
+            media_type, whole = GRAPHQL_RESPONSE, False
         try:
             principal = await self.authenticator.authenticate(request.headers.get("authorization"))
             facts.principal = principal
@@ -365,12 +379,17 @@ class GraphQLEndpoint:
         except RequestError as exc:
             return self._respond(facts, _error_body(exc.message, exc.code), exc.status, media_type, request_id,
                                  exc.headers)
+        if stream is None and ("defer" in query or "stream" in query):
+            document = self._delivered_in_parts(query, gql)
+            if document is not None:
+                facts.parsed = document
+                return self._parts_not_acceptable(facts, media_type)
         answer_key, snapshot = None, {}
         if self.answers is not None and facts.document is not None:
             answer_key = self.answers.key(principal, facts.document, gql.operation_name, gql.variables)
             answer = await self.answers.get(answer_key)
             if answer is not None:
-                return self._respond_answer(facts, query, answer, media_type)
+                return self._respond_answer(facts, query, answer, media_type, None if whole else stream)
             snapshot = await self.answers.snapshot()
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY,
                                                                           OperationType.MUTATION)
@@ -392,22 +411,79 @@ class GraphQLEndpoint:
             return self._respond(facts, _error_body("`query` is missing", "BAD_REQUEST"), 400, media_type, request_id)
         finally:
             facts.parsed = context.document
+        if isinstance(result, ExperimentalIncrementalExecutionResults):  # never kept by the answer cache
+            if stream is None:  # not reached: the check above sees every @defer and @stream the executor does
+                return self._parts_not_acceptable(facts, media_type)
+            return self._respond_parts(facts, context, stream, result.initial_result, result.subsequent_results)
         status, headers = self._status(result, media_type)
         if (self.answers is not None and answer_key is not None and not result.errors
                 and not isinstance(result, PreExecutionError)
                 and operation_of(context.document, gql.operation_name)[0] == "query"):
             await self.answers.put(answer_key, context.calls, orjson.dumps(result.data), snapshot)
-        return self._respond(facts, self._body(result, context), status, media_type, request_id, headers)
+        body = self._body(result, context)
+        if not whole and status == 200 and stream is not None:
+            return self._respond_stream(facts, stream, body, None, {})
+        return self._respond(facts, body, status, media_type, request_id, headers)
 
-    def _respond_answer(self, facts: RequestFacts, query: str, answer: Answer, media_type: str) -> Response:
+    def _delivered_in_parts(self, query: str, gql: GraphQLRequest) -> DocumentNode | None:
+        """The document, if the operation to run would be delivered in parts (@defer, @stream)."""
+        try:
+            document = parse(query, max_tokens=self.settings.limits.max_tokens)
+        except GraphQLError:
+            return None  # execution reports it
+        return document if defers(document, gql.operation_name, gql.variables) else None
+
+    def _parts_not_acceptable(self, facts: RequestFacts, media_type: str) -> Response:
+        """Apollo Router's answer to a client that cannot read the parts of a @defer or @stream answer."""
+        message = (f"this operation uses @defer or @stream, whose answer comes in parts: accept "
+                   f"`{Multipart.media_type}` or `{EVENT_STREAM}`")
+        return self._respond(facts, _error_body(message, "NOT_ACCEPTABLE"), 406, media_type, facts.request_id)
+
+    def _respond_answer(self, facts: RequestFacts, query: str, answer: Answer, media_type: str,
+                        stream: Stream | None = None) -> Response:
         """A kept answer (gateway.answers): its data as first sent, nothing executed, nothing called."""
         facts.parsed = parsed(query)  # for the audit record's fields and operation type
         facts.answered_from_cache = True
         facts.body, facts.status = {}, 200
         body = {"data": orjson.Fragment(answer.data),
                 "extensions": {"answerCache": {"ageSeconds": round(answer.age_s, 1)}}}
+        if stream is not None:
+            return self._respond_stream(facts, stream, body, None, {"Age": str(int(answer.age_s))})
         return Response(orjson.dumps(body), status_code=200, media_type=media_type,
                         headers={"X-Request-Id": facts.request_id, "Age": str(int(answer.age_s))})
+
+    def _respond_parts(self, facts: RequestFacts, context: Context, stream: Stream,
+                       initial: InitialIncrementalExecutionResult, rest: AsyncGenerator[Any, None]) -> Response:
+        """An answer in parts: the first now, the deferred ones as they are ready.
+
+        The audit record is written before the first byte leaves (GraphQLEndpoint.__call__), like every
+        record: it holds the operation's fields (deferred ones included, all checked by the same rules
+        when they resolve), the first part's outcome and the calls made until then. How the stream ended
+        (the deferred parts' error codes, their calls, a client that went away) is logged with the request id.
+        """
+        first = self._body(initial, context)
+        first["hasNext"] = True
+        payloads = Payloads(initial, lambda errors: _errors(errors, context.request_id))
+        rest_of = _Deliveries(context, payloads, rest, lambda: self._extensions(None, context))
+        return self._respond_stream(facts, stream, first, rest_of, {})
+
+    def _respond_stream(self, facts: RequestFacts, stream: Stream, first: dict[str, Any],
+                        rest: _Deliveries | None, headers: dict[str, str]) -> Response:
+        facts.body, facts.status = first, 200
+        frame = framing(stream)
+        if rest is None:  # an answer in one piece to a client that reads only streams
+            first["hasNext"] = False
+
+        async def body() -> AsyncIterator[bytes]:
+            yield frame.start + frame.part(orjson.dumps(first))
+            if rest is not None:
+                async with aclosing(rest.payloads()) as payloads:
+                    async for payload in payloads:
+                        yield frame.part(payload)
+            yield frame.end
+
+        return StreamingResponse(body(), media_type=frame.media_type, headers={
+            "X-Request-Id": facts.request_id, "Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers})
 
     def _status(self, result: ExecutionResult, media_type: str) -> tuple[int, dict[str, str]]:
         if isinstance(result, PreExecutionError):
@@ -418,16 +494,22 @@ class GraphQLEndpoint:
                 return 400, {}
         return 200, {}
 
-    def _body(self, result: ExecutionResult, context: Context) -> dict[str, Any]:
+    def _body(self, result: ExecutionResult | InitialIncrementalExecutionResult, context: Context) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if not isinstance(result, PreExecutionError):
             body["data"] = result.data
         if result.errors:
             # Errors raised while parsing reach us past the error extension (strawberry builds that
             # result after the operation hooks): give them their code here.
-            body["errors"] = [_format(e if (e.extensions or {}).get("code") else classify(e, context.request_id))
-                              for e in result.errors]
-        extensions: dict[str, Any] = dict(result.extensions or {})
+            body["errors"] = _errors(result.errors, context.request_id)
+        extensions = self._extensions(result.extensions, context)
+        if extensions:
+            body["extensions"] = extensions
+        return body
+
+    def _extensions(self, given: dict[str, Any] | None, context: Context) -> dict[str, Any]:
+        """`extensions` of an answer: what execution gave, stale sources, and the upstream calls if shown."""
+        extensions: dict[str, Any] = dict(given or {})
         stale = context.calls.stale_sources()
         if stale:
             extensions["stale"] = [{"source": source, "ageSeconds": round(age, 1)}
@@ -438,9 +520,7 @@ class GraphQLEndpoint:
                 {"source": c.source, "operation": c.operation, "status": c.status, "ms": round(c.ms, 2),
                  "startMs": round(context.calls.start_ms(c), 2), "keys": c.keys} for c in context.calls.calls]
             extensions["upstreamMs"] = round(context.calls.upstream_ms(), 2)
-        if extensions:
-            body["extensions"] = extensions
-        return body
+        return extensions
 
     def _respond(self, facts: RequestFacts, body: dict[str, Any], status: int, media_type: str, request_id: str,
                  headers: dict[str, str] | None = None) -> Response:
@@ -452,3 +532,67 @@ class GraphQLEndpoint:
 def _format(error: GraphQLError) -> dict[str, Any]:
     formatted: dict[str, Any] = dict(error.formatted)
     return formatted
+
+
+def _errors(errors: Sequence[GraphQLError], request_id: str) -> list[dict[str, Any]]:
+    return [_format(e if (e.extensions or {}).get("code") else classify(e, request_id)) for e in errors]
+
+
+_END = object()
+
+
+class _Deliveries:
+    """The deferred parts of one answer, as JSON payloads, while the client reads them.
+
+    graphql-core's subsequent results are drained by a task of their own, started inside the request's call
+    recording (so the deferred resolvers' upstream calls count as the request's): a client that goes away
+    cancels that task once, and graphql-core's own clean-up (stopping the deferred work) runs whole.
+    """
+
+    def __init__(self, context: Context, payloads: Payloads, results: AsyncGenerator[Any, None],
+                 extensions: Callable[[], dict[str, Any]]) -> None:
+        self.context, self.translate, self.results, self.extensions = context, payloads, results, extensions
+
+    async def _drain(self, queue: asyncio.Queue[Any]) -> None:
+        try:
+            async for result in self.results:
+                await queue.put(result)
+        except Exception as exc:  # handed to the reader, which ends the stream with an error
+            await queue.put(exc)
+        await queue.put(_END)
+
+    async def payloads(self) -> AsyncGenerator[bytes, None]:
+        started, parts, codes, finished = time.perf_counter(), 0, set[str](), False
+        request_id = self.context.request_id
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        with recording(self.context.calls):
+            drain = asyncio.ensure_future(self._drain(queue))
+        drain.add_done_callback(lambda task: task.cancelled() or task.exception())
+        try:
+            while not finished:
+                item = await queue.get()
+                if isinstance(item, Exception):
+                    log.error("unexpected_error", request_id=request_id, **failure_fields(item))
+                    internal = {"code": "INTERNAL_ERROR", "requestId": request_id}
+                    payload: dict[str, Any] | None = {
+                        "hasNext": False, "errors": [{"message": "Internal error", "extensions": internal}]}
+                else:
+                    payload = {"hasNext": False} if item is _END else self.translate.subsequent(item)
+                if payload is None:
+                    continue
+                finished = not payload["hasNext"]
+                if finished:  # the last part shows the calls of the whole request
+                    extensions = self.extensions()
+                    if extensions:
+                        payload["extensions"] = extensions
+                for error in [*payload.get("errors", ()),
+                              *(e for part in payload.get("incremental", ()) for e in part.get("errors", ()))]:
+                    codes.add(str(error.get("extensions", {}).get("code")))
+                parts += 1
+                yield orjson.dumps(payload)
+        finally:
+            if not finished:  # the client went away: stop the deferred work (else the task ends by itself)
+                drain.cancel()
+            log.info("incremental_delivery_ended", request_id=request_id, parts=parts, finished=finished,
+                     codes=sorted(codes), upstream_calls=len(self.context.calls.calls),
+                     ms_after_first_part=round(ms_since(started), 2))

@@ -54,7 +54,9 @@ def build_schema(extensions: tuple[type[SchemaExtension], ...] = ()) -> strawber
     if _built and _built[0] != extensions:
         raise RuntimeError(f"the schema was built with {_built[0]}; it cannot be rebuilt with {extensions}")
     _built.append(extensions)
-    config = StrawberryConfig(disable_field_suggestions=True)
+    # @defer and @stream (gateway.incremental): graphql-core's incremental executor runs every operation; one
+    # without either directive answers exactly as before.
+    config = StrawberryConfig(disable_field_suggestions=True, enable_experimental_incremental_execution=True)
     _guard_fields(config)
     return GatewaySchema(query=Query, mutation=Mutation, types=NODE_TYPES, extensions=list(extensions),
                          config=config, execution_context_class=GatewayExecutionContext)
