@@ -10,8 +10,8 @@ keeps the answer's `data` and hands it back without executing anything, under th
 - **Fresh as its sources.** While executing, every source operation a request reads from records how old
   its oldest record was (sources.base.record_touch). The answer lives as long as all of them stay fresh
   under their cache policies; an operation without a policy (CRM interactions by default), an answer
-  served stale, an error, a mutation or a resolver that marks itself uncacheable (the audit trail) means
-  it is not kept at all.
+  served stale, an error, a mutation, a resolver that marks itself uncacheable (the audit trail) or an
+  answer delivered in parts (`@defer`, `@stream`: gateway.http never offers one) means it is not kept.
 - **Invalidated with its sources.** Each answer remembers, per operation it read, how often that
   operation had been invalidated; a webhook or a write through the gateway bumps that count (in the
   cache backend, so every instance sharing it sees it) and the answer is not served again.
