@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from structlog.testing import capture_logs
 
 from demo.world import World
 from tests.integration.expected import linked_customer
-from tests.integration.gateway_harness import Harness
+from tests.integration.gateway_harness import Harness, running_gateway
 from tests.integration.test_customer_360 import CUSTOMER_360, global_id
 from tests.security.test_partner_rows import supplier_of
 
@@ -416,3 +417,21 @@ async def test_a_client_that_hangs_up_stops_the_deferred_work(gw: Harness, world
         # Leaving the block hung up, long before the interactions came back.
     [ended] = [e for e in logs if e["event"] == "incremental_delivery_ended"]
     assert ended["request_id"] == "defer-hang-up" and ended["finished"] is False and ended["parts"] == 0
+
+
+async def test_answers_in_parts_are_not_kept_by_the_answer_cache(world: World, erp_sqlite_url: str,
+                                                                  tmp_path: Path) -> None:
+    from tests.integration.test_cache import CACHE_ALL  # every source operation cacheable
+
+    c = linked_customer(world, min_orders=1)
+    query = "query($n: String!) { customer(number: $n) { name ... @defer { email } } }"
+    async with running_gateway(world, erp_sqlite_url, tmp_path / "g.db", cache=CACHE_ALL) as gw:
+        client = httpx.AsyncClient(transport=StreamingASGITransport(gw.app), base_url="http://gateway.test",
+                                   headers=gw.client.headers)
+        whole = await gw.query(query.replace("... @defer { email }", "email"), {"n": c.erp_number})
+        again = await gw.query(query.replace("... @defer { email }", "email"), {"n": c.erp_number})
+        assert "answerCache" in again["extensions"]  # what is answered in one piece is kept
+        for _ in range(2):
+            _, parts = await read_parts(client, query, {"n": c.erp_number})
+            assert len(parts) == 2 and "answerCache" not in parts[0].body.get("extensions", {})
+            assert merged(parts) == {"data": whole["data"]}
