@@ -8,9 +8,11 @@ path in GATEWAY_CONFIG. docs/configuration.md lists every setting.
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -131,6 +133,68 @@ class ServerSettings(_Strict):
     gc_threshold: int = Field(
         50_000, ge=0, description="`gateway serve`: allocations between young-generation garbage collections "
         "(0: Python's default); start-up objects are frozen out of collection either way")
+    compress_min_bytes: int = Field(
+        1024, ge=0, description="gzip answers of at least this many bytes to clients that accept it (0: never)")
+
+
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def _header_names(names: list[str]) -> list[str]:
+    """Header names in lower case; `*` and anything that is not a header name are refused."""
+    lowered = [name.strip().lower() for name in names]
+    for name in lowered:
+        if name == "*":
+            raise ValueError("'*' is not allowed: list the header names")
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a header name")
+    return lowered
+
+
+class CorsSettings(_Strict):
+    """Which browser apps on other origins may call the gateway (docs/security.md, "CORS")."""
+
+    allow_origins: list[str] = Field(default_factory=list, description=(
+        "exact origins (scheme://host[:port]) whose pages may call the gateway; empty: CORS off"))
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["accept", "authorization", "content-type", "idempotency-key", "x-request-id"],
+        description="request headers those pages may send")
+    expose_headers: list[str] = Field(
+        default_factory=lambda: ["x-request-id", "retry-after"], description="answer headers their scripts may read")
+    max_age_s: int = Field(600, ge=0, le=86_400, description="how long a browser may keep a preflight's answer")
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            _check_origin(origin)
+        return origins
+
+    @field_validator("allow_headers", "expose_headers")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        return _header_names(names)
+
+
+def _check_origin(origin: str) -> None:
+    if origin == "*":
+        raise ValueError("'*' is not allowed: credentials travel in the Authorization header, so every origin "
+                         "whose pages may send them must be named, e.g. https://app.example.com")
+    example = "scheme://host[:port], e.g. https://app.example.com, without a path or trailing slash"
+    if "*" in origin:
+        raise ValueError(f"{origin!r}: patterns are not supported, list each origin")
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{origin!r} is not an origin: {example}") from None
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query
+            or parts.fragment or "@" in parts.netloc):
+        raise ValueError(f"{origin!r} is not an origin: {example}")
+    if origin != origin.lower():
+        raise ValueError(f"{origin!r}: write origins in lower case, as browsers send them")
+    if port == {"http": 80, "https": 443}[parts.scheme]:
+        raise ValueError(f"{origin!r}: leave out the default port, as browsers do")
 
 
 class AuthSettings(_Strict):
@@ -309,6 +373,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     limits: LimitSettings = LimitSettings()
     apq: ApqSettings = ApqSettings()
+    cors: CorsSettings = CorsSettings()
 
     @classmethod
     def settings_customise_sources(
