@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -110,29 +109,6 @@ def cors_gateway(demo_gateway: str, demo_dir: Path, demo_secrets: DemoSecrets,
         for server, _ in servers:
             server.shutdown()
             server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        message = "Chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(flag)
-    session = webdriver.Chrome(service=Service(driver), options=options)
-    try:
-        yield session
-    finally:
-        session.quit()
 
 
 def _outcome(driver: Any, url: str) -> dict[str, str]:
