@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import inspect
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -21,7 +20,6 @@ from schema.types.common import (
     Connection,
     First,
     GatewayInfo,
-    OrderStatus,
     PartnerKind,
     PurchaseOrderStatus,
     Segment,
@@ -33,7 +31,7 @@ from schema.types.common import (
     to_connection,
     typed_id_argument,
 )
-from schema.types.customer import Customer
+from schema.types.customer import Customer, OrderFilter
 from schema.types.order import Order, Shipment
 from schema.types.partner import Partner, PurchaseOrder
 from schema.types.product import Product, Warehouse
@@ -52,15 +50,9 @@ class CustomerFilter:
 
 
 @strawberry.input(description="Order filters; all given ones must match. Dates are inclusive.")
-class OrderListFilter:
+class OrderListFilter(OrderFilter):
     customer: strawberry.ID | None = strawberry.field(
         default=None, description="Only this customer's orders: its `Customer.id`.")
-    statuses: list[OrderStatus] | None = strawberry.field(
-        default=None, description="Only orders in one of these statuses; none or null: any status.")
-    placed_from: datetime.date | None = strawberry.field(
-        default=None, description="Only orders placed on or after this day (YYYY-MM-DD).")
-    placed_to: datetime.date | None = strawberry.field(
-        default=None, description="Only orders placed on or before this day (YYYY-MM-DD).")
 
 
 @strawberry.input(description="Product filters.")
