@@ -34,6 +34,7 @@ from strawberry.types.graphql import OperationType
 from auth.authenticate import Authenticator
 from auth.principal import AuthError, Principal, PrincipalKind
 from auth.ratelimit import RateLimiter, bucket_key
+from gateway.accept import media_ranges
 from gateway.answers import Answer, AnswerCache, parsed
 from gateway.apq import ApqStore
 from gateway.audit.log import AuditLog, RequestFacts, document_hash, operation_of
@@ -136,27 +137,16 @@ def negotiate(accept: str) -> str:
     """The response media type for an Accept header; RequestError 406 when we can offer none."""
     if not accept.strip():
         return JSON
-    offered: list[tuple[float, int, str]] = []
-    for position, part in enumerate(accept.split(",")):
-        media, *params = (p.strip() for p in part.split(";"))
-        q = 1.0
-        for param in params:
-            if param.startswith("q="):
-                try:
-                    q = float(param[2:])
-                except ValueError:
-                    q = 0.0
-        if q <= 0:
-            continue
-        media = media.lower()
-        if media == GRAPHQL_RESPONSE:
-            offered.append((q, -position, GRAPHQL_RESPONSE))
-        elif media in (JSON, "application/*", "*/*"):
-            offered.append((q, -position, JSON))
+    offered: list[tuple[tuple[float, int], str]] = []
+    for media_range in media_ranges(accept):
+        if media_range.media == GRAPHQL_RESPONSE:
+            offered.append((media_range.rank, GRAPHQL_RESPONSE))
+        elif media_range.media in (JSON, "application/*", "*/*"):
+            offered.append((media_range.rank, JSON))
     if not offered:
         raise RequestError(406, f"cannot answer in any of: {accept}; use {GRAPHQL_RESPONSE} or {JSON}",
                            "NOT_ACCEPTABLE")
-    return max(offered)[2]
+    return max(offered)[1]
 
 
 def _parse_variables(raw: Any) -> dict[str, Any] | None:

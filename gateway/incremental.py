@@ -39,6 +39,8 @@ from graphql.execution import (
     SubsequentIncrementalExecutionResult,
 )
 
+from gateway.accept import media_ranges
+
 DEFER_SPEC = "20220824"
 MULTIPART = "multipart/mixed"
 EVENT_STREAM = "text/event-stream"
@@ -55,23 +57,15 @@ def stream_of(accept: str) -> Stream | None:
     be in a shape that client does not read. Wildcards do not count: a client that has not named a stream
     is answered in one piece.
     """
-    offered: list[tuple[float, int, Stream]] = []
-    for position, part in enumerate(accept.split(",")):
-        media, *raw = (p.strip() for p in part.split(";"))
-        params = {k.strip().lower(): v.strip().strip('"') for k, _, v in (p.partition("=") for p in raw)}
-        try:
-            q = float(params.pop("q", "1"))
-        except ValueError:
-            q = 0.0
-        if q <= 0:
-            continue
-        media = media.lower()
-        if media == MULTIPART and params.get("deferspec", DEFER_SPEC) == DEFER_SPEC and not (
+    offered: list[tuple[tuple[float, int], Stream]] = []
+    for media_range in media_ranges(accept):
+        params = media_range.params
+        if media_range.media == MULTIPART and params.get("deferspec", DEFER_SPEC) == DEFER_SPEC and not (
                 {"incrementalspec", "subscriptionspec"} & params.keys()):
-            offered.append((q, -position, "multipart"))
-        elif media == EVENT_STREAM:
-            offered.append((q, -position, "sse"))
-    return max(offered)[2] if offered else None
+            offered.append((media_range.rank, "multipart"))
+        elif media_range.media == EVENT_STREAM:
+            offered.append((media_range.rank, "sse"))
+    return max(offered)[1] if offered else None
 
 
 def defers(document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None) -> bool:
