@@ -27,7 +27,6 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
-    OperationDefinitionNode,
     SelectionNode,
     SelectionSetNode,
     VariableNode,
@@ -40,6 +39,7 @@ from graphql.execution import (
 )
 
 from gateway.accept import media_ranges
+from gateway.policy import selected_operation
 
 DEFER_SPEC = "20220824"
 MULTIPART = "multipart/mixed"
@@ -74,9 +74,7 @@ def defers(document: DocumentNode, operation_name: str | None, variables: Mappin
     Read from the document alone, before anything runs; an `if` given by a variable counts as its value
     (or its default). Fragments are walked once each, whatever the number of their spreads.
     """
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    operation = next((o for o in operations if o.name and o.name.value == operation_name), None) \
-        if operation_name is not None else (operations[0] if len(operations) == 1 else None)
+    operation = selected_operation(document, operation_name)
     if operation is None:
         return False  # execution reports it
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}

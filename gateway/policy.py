@@ -92,7 +92,8 @@ def combine(parts: Sequence[Shape]) -> Shape:
                  introspection=any(p.introspection for p in parts))
 
 
-def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+def selected_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    """The operation a request runs: the one named, or the document's only one (None: validation says why)."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if name is not None:
         return next((o for o in operations if o.name and o.name.value == name), None)
@@ -216,7 +217,7 @@ _shapes = _Shapes(maxsize=1_000)
 def check_document(document: DocumentNode, operation_name: str | None, principal: Principal,
                    limits: LimitSettings) -> None:
     """Raise PolicyError for the first rule the operation breaks."""
-    operation = _operation(document, operation_name)
+    operation = selected_operation(document, operation_name)
     if operation is None:
         return  # graphql-core's validation reports a missing or ambiguous operation
     shape = _shapes(document, operation, operation_name)
@@ -318,12 +319,9 @@ def coerced_variables(schema: GraphQLSchema, operation: OperationDefinitionNode,
     return coerced
 
 
-def operation_cost(document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any],
+def operation_cost(document: DocumentNode, operation: OperationDefinitionNode, variables: Mapping[str, Any],
                    max_page_size: int) -> int:
-    """Static cost of the operation, with its (coerced) variables."""
-    operation = _operation(document, operation_name)
-    if operation is None:
-        return 0
+    """Static cost of one operation of the document, with its (coerced) variables."""
     return _Cost(document, variables, max_page_size).selection_set(operation.selection_set, 0)[0]
 
 
@@ -413,12 +411,12 @@ class OperationPolicy(SchemaExtension):
         ec = self.execution_context
         context = ec.context
         document = ec.graphql_document
-        operation = None if document is None else _operation(document, ec.operation_name)
+        operation = None if document is None else selected_operation(document, ec.operation_name)
         if document is not None and operation is not None:
             variables = coerced_variables(ec.schema._schema, operation, ec.variables)
             try:
                 # Variables that do not coerce are refused by execution itself, before any resolver runs.
-                cost = 0 if variables is None else operation_cost(document, ec.operation_name, variables,
+                cost = 0 if variables is None else operation_cost(document, operation, variables,
                                                                    context.services.max_page_size)
                 if cost > context.limits.max_cost:
                     raise PolicyError(f"the operation costs {cost}, more than the limit of {context.limits.max_cost} "
