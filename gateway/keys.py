@@ -13,10 +13,15 @@ _keys = Table("gateway_keys", MetaData(), Column("name", String(64), primary_key
               Column("value", String(128), nullable=False), Column("created_at", DateTime(timezone=True)))
 
 
+async def _stored(engine: AsyncEngine, name: str) -> str | None:
+    async with engine.connect() as conn:
+        found: str | None = (await conn.execute(select(_keys.c.value).where(_keys.c.name == name))).scalar_one_or_none()
+    return found
+
+
 async def shared_key(engine: AsyncEngine, name: str, size: int = 32) -> bytes:
     """The key called `name`: made at random by the first instance that asks, read by every later one."""
-    async with engine.connect() as conn:
-        found = (await conn.execute(select(_keys.c.value).where(_keys.c.name == name))).scalar_one_or_none()
+    found = await _stored(engine, name)
     if found is None:
         try:
             async with engine.begin() as conn:
@@ -24,6 +29,7 @@ async def shared_key(engine: AsyncEngine, name: str, size: int = 32) -> bytes:
                                                         created_at=datetime.datetime.now(datetime.UTC)))
         except IntegrityError:
             pass  # another instance made it first: read theirs
-        async with engine.connect() as conn:
-            found = (await conn.execute(select(_keys.c.value).where(_keys.c.name == name))).scalar_one()
+        found = await _stored(engine, name)
+        if found is None:
+            raise RuntimeError(f"the gateway key {name!r} was neither stored nor found")
     return bytes.fromhex(found)
