@@ -48,7 +48,7 @@ from sources.base import Health, Source
 from sources.errors import SourceError, SourceTimeout
 from sources.resilience import Resilience
 from sources.sql import make_engine
-from sources.tasks import watch
+from sources.tasks import failure_fields, watch
 
 log = structlog.get_logger("gateway.app")
 
@@ -74,7 +74,7 @@ async def _readiness(name: str, source: Source, resilience: Resilience) -> tuple
     except TimeoutError:
         health, code = Health(name, False, f"Source '{name}' did not answer in time"), SourceTimeout.code
     except Exception as exc:  # a readiness probe answers for every failure; this one is logged, not hidden
-        log.error("health_check_failed", source=name, error=repr(exc))
+        log.error("health_check_failed", source=name, **failure_fields(exc))
         health, code = Health(name, False, type(exc).__name__), "HEALTH_CHECK_FAILED"
     return health.ok, {"ok": health.ok, "detail": health.detail, "code": code,
                        "breaker": resilience.breaker.state, "retries": resilience.retries}
