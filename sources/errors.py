@@ -67,3 +67,19 @@ class MappingError(ValueError):
         super().__init__(f"field {field!r}: {reason} (got {value!r})")
         self.field = field
         self.value = value
+
+
+class RuleViolation(Exception):
+    """A business rule refused a write (not enough stock, over the credit limit, an order that cannot be
+    cancelled): nothing was changed, and retrying the same write will not help. Operations report it to
+    the client as a payload `userErrors` entry, never as a system failure.
+
+    `code` is one of the documented user error codes; `field` is the input path it is about, if any
+    (`input.lines.2.quantity`).
+    """
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.field = field
