@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from sources.base import Health, Slice
 from sources.cache import Cache, NoCache
@@ -20,7 +21,7 @@ SEGMENTS = {"enterprise": Segment.ENTERPRISE, "mid_market": Segment.MID_MARKET, 
             "public_sector": Segment.PUBLIC_SECTOR}
 SEGMENT_CODES = {v: k for k, v in SEGMENTS.items()}
 KINDS = {"call": InteractionKind.CALL, "email": InteractionKind.EMAIL, "ticket": InteractionKind.TICKET,
-         "meeting": InteractionKind.MEETING}
+         "meeting": InteractionKind.MEETING, "order": InteractionKind.ORDER}
 KIND_CODES = {v: k for k, v in KINDS.items()}
 
 BATCH_LIMIT = 100  # the CRM's maximum ids per batch read
@@ -174,6 +175,21 @@ class CrmSource:
         await self.cache.invalidate(self.name, "customers", [crm_id])
         await self.cache.invalidate(self.name, "customer_page")
         return self.customer_map.apply(body, source=self.name)
+
+    async def add_interaction(self, crm_id: str, kind: str, subject: str, *, idempotency_key: str) -> Interaction:
+        """Log an interaction with a customer (`kind` is the CRM's code: call, email, ticket, meeting, order).
+
+        Sent once with the caller's Idempotency-Key: a retry with the same key gets the same interaction back.
+        """
+        body = await self.transport.send_json("add_interaction", "POST",
+                                              f"/api/v1/customers/{quote(crm_id, safe='')}/interactions",
+                                              {"kind": kind, "subject": subject}, idempotency_key=idempotency_key)
+        if not isinstance(body, dict):
+            raise UpstreamBadResponse(self.name, "expected an interaction")
+        interaction = INTERACTION_MAP.apply(body, source=self.name)
+        # Cached per (customer, query): keys alone cannot name them, so every customer's pages go.
+        await self.cache.invalidate(self.name, "interactions_of")
+        return interaction
 
     async def all_customer_refs(self) -> list[tuple[str, str | None]]:
         """Every customer's (id, raw ERP number): the crosswalk's input."""

@@ -1,4 +1,8 @@
-"""Partner systems: a supplier portal (offers, purchase orders) and a logistics provider (shipments)."""
+"""Partner systems: a supplier portal (offers, purchase orders) and a logistics provider (shipments).
+
+Reads are batched and cached; writes (a new, confirmed or received purchase order, a booked or cancelled
+shipment) go out once, with the caller's Idempotency-Key, and forget what the cache held about the record.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from sources.base import Health, Slice
 from sources.cache import Cache, NoCache
 from sources.cursors import read_pages, upstream_kind
-from sources.errors import UpstreamBadResponse
+from sources.errors import UpstreamBadResponse, UpstreamRejected
 from sources.mapping import (
     Field,
     RecordMap,
@@ -62,6 +67,7 @@ class PurchaseOrderLine:
     item: str
     quantity: int
     unit_price: Decimal  # the currency is the purchase order's
+    received_quantity: int = 0  # of `quantity`, how much has arrived so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,8 @@ OFFER_MAP = RecordMap(SupplierOffer, {
 
 PO_LINE_MAP = RecordMap(PurchaseOrderLine, {
     "item": Field("sku", text), "quantity": Field("qty", integer), "unit_price": Field("unitPrice", decimal),
+    # Older portal answers have no receipts: nothing counted as received yet.
+    "received_quantity": Field("receivedQty", integer, default=0),
 })
 
 PO_MAP = RecordMap(PurchaseOrder, {
@@ -105,6 +113,15 @@ PO_MAP = RecordMap(PurchaseOrder, {
     "currency": Field("currency", text),
     "lines": Field("lines", many(PO_LINE_MAP)),
 })
+
+
+def _path_part(value: str) -> str:
+    """A key as one URL path segment: a number holding `/` or `..` cannot reach another endpoint."""
+    return quote(value, safe="")
+
+
+def _lines(lines: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
+    return [{"sku": sku, "qty": quantity} for sku, quantity in lines]
 
 
 def _field(raw: Any, name: str, source: str) -> str:
@@ -184,6 +201,42 @@ class SupplierSource:
         return Slice(tuple(PO_MAP.apply(r, source=self.name) for r in items),
                      tuple(PURCHASE_ORDER_CURSOR.encode(*p) for p in positions), bool(has_next))
 
+    async def create_purchase_order(self, supplier: str, lines: Sequence[tuple[str, int]], expected_on: date | None,
+                                    *, idempotency_key: str) -> PurchaseOrder:
+        """Send the supplier a new purchase order of (sku, quantity) lines, priced at its offers; status SENT."""
+        body: dict[str, Any] = {"supplierCode": supplier, "lines": _lines(lines)}
+        if expected_on is not None:
+            body["expectedOn"] = expected_on.isoformat()
+        raw = await self.transport.send_json("create_purchase_order", "POST", "/v2/purchase-orders", body,
+                                             idempotency_key=idempotency_key)
+        return await self._written(raw)
+
+    async def confirm_purchase_order(self, number: str, expected_on: date | None, *,
+                                     idempotency_key: str) -> PurchaseOrder:
+        """Confirm a purchase order (a SENT one becomes CONFIRMED), moving its expected date when given."""
+        raw = await self.transport.send_json(
+            "confirm_purchase_order", "POST", f"/v2/purchase-orders/{_path_part(number)}/confirm",
+            None if expected_on is None else {"expectedOn": expected_on.isoformat()}, idempotency_key=idempotency_key)
+        return await self._written(raw)
+
+    async def record_receipt(self, number: str, lines: Sequence[tuple[str, int]], *,
+                             idempotency_key: str) -> PurchaseOrder:
+        """Record (sku, quantity) received against a purchase order: PARTIALLY_RECEIVED or RECEIVED after."""
+        raw = await self.transport.send_json(
+            "record_receipt", "POST", f"/v2/purchase-orders/{_path_part(number)}/receipts", {"lines": _lines(lines)},
+            idempotency_key=idempotency_key)
+        return await self._written(raw)
+
+    async def _written(self, raw: Any) -> PurchaseOrder:
+        """The purchase order a write answered with; every cached read that may hold it is forgotten."""
+        if not isinstance(raw, dict):
+            raise UpstreamBadResponse(self.name, "expected a purchase order")
+        po = PO_MAP.apply(raw, source=self.name)
+        await self.cache.invalidate(self.name, "purchase_orders", [po.number])
+        await self.cache.invalidate(self.name, "purchase_orders_for_items", [line.item for line in po.lines])
+        await self.cache.invalidate(self.name, "purchase_order_page")
+        return po
+
     async def health(self) -> Health:
         return await self.transport.health("/healthz")
 
@@ -193,7 +246,7 @@ class SupplierSource:
 
 # --- logistics --------------------------------------------------------------------------------------
 
-SHIPMENT_STATUS = {"PU": ShipmentStatus.PICKED_UP, "IT": ShipmentStatus.IN_TRANSIT,
+SHIPMENT_STATUS = {"BK": ShipmentStatus.BOOKED, "PU": ShipmentStatus.PICKED_UP, "IT": ShipmentStatus.IN_TRANSIT,
                    "OD": ShipmentStatus.OUT_FOR_DELIVERY, "DL": ShipmentStatus.DELIVERED,
                    "EX": ShipmentStatus.EXCEPTION}
 ORDER_REF_PREFIX = "SO-"
@@ -274,6 +327,41 @@ class LogisticsSource:
 
         raw = await self.cache.many(self.name, "shipments", tracking_numbers, None, fetch)
         return {t: SHIPMENT_MAP.apply(r, source=self.name) for t, r in raw.items()}
+
+    async def book_shipment(self, order: int, carrier: str, *, idempotency_key: str) -> Shipment:
+        """Book `carrier` to ship a sales order: a new shipment, status BOOKED, until the carrier collects it."""
+        raw = await self.transport.send_json(
+            "book_shipment", "POST", "/api/shipments",
+            {"order_ref": f"{ORDER_REF_PREFIX}{order}", "carrier_code": carrier}, idempotency_key=idempotency_key)
+        if not isinstance(raw, dict):
+            raise UpstreamBadResponse(self.name, "expected a shipment")
+        shipment = SHIPMENT_MAP.apply(raw, source=self.name)
+        await self.cache.invalidate(self.name, "shipments_for_orders", [shipment.order])
+        await self.cache.invalidate(self.name, "shipments", [shipment.tracking_number])
+        return shipment
+
+    async def cancel_shipment(self, tracking_number: str, *, idempotency_key: str) -> bool:
+        """Cancel a booking the carrier has not collected yet. True when it is cancelled (now, or before with
+        this key); False when the provider does not know it, as after a cancellation under another key: a
+        compensation must not fail because its work is already done. A booking under way is UPSTREAM_REJECTED.
+        """
+        try:
+            raw = await self.transport.send_json("cancel_shipment", "DELETE",
+                                                 f"/api/shipments/{_path_part(tracking_number)}", None,
+                                                 idempotency_key=idempotency_key)
+        except UpstreamRejected as exc:
+            if exc.status != 404:
+                raise
+            cancelled = False
+        else:
+            if not isinstance(raw, dict) or raw.get("cancelled") is not True:
+                raise UpstreamBadResponse(self.name, "expected {\"cancelled\": true}")
+            cancelled = True
+        # Gone either way, so no cached read may still show it. Which order it was for is not in the
+        # answer: every order's cached shipments go.
+        await self.cache.invalidate(self.name, "shipments", [tracking_number])
+        await self.cache.invalidate(self.name, "shipments_for_orders")
+        return cancelled
 
     async def health(self) -> Health:
         return await self.transport.health("/healthz")

@@ -150,16 +150,19 @@ class RestTransport:
 
     async def send_json(self, operation: str, method: str, path: str, body: Any, *,
                         idempotency_key: str | None = None) -> Any:
-        """A write. Never retried here: only the caller knows whether repeating it is safe."""
+        """A write (`body` None: none is sent, as for a DELETE). Never retried here: only the caller knows
+        whether repeating it is safe."""
         return await self.resilience.call(
             operation, lambda: self._send_once(operation, method, path, body, idempotency_key), idempotent=False)
 
     async def _send_once(self, operation: str, method: str, path: str, body: Any,
                          idempotency_key: str | None) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         async with self._call(operation, 1):
-            response = await self.client.request(method, path, content=orjson.dumps(body),
-                                                 headers={"Content-Type": "application/json", **headers})
+            response = await self.client.request(method, path, headers=headers,
+                                                 content=None if body is None else orjson.dumps(body))
             if response.status_code in (400, 404, 409, 422):
                 raise UpstreamRejected(self.name, response.status_code, _reason(response))
             self._check_status(operation, response)

@@ -50,6 +50,7 @@ class InteractionKind(enum.Enum):
     EMAIL = "EMAIL"
     TICKET = "TICKET"
     MEETING = "MEETING"
+    ORDER = "ORDER"  # logged by the gateway when it places or changes an order for the customer
 
 
 class PartnerKind(enum.Enum):
@@ -66,6 +67,7 @@ class PurchaseOrderStatus(enum.Enum):
 
 
 class ShipmentStatus(enum.Enum):
+    BOOKED = "BOOKED"  # a carrier is booked; nothing collected yet (the only state a booking can be cancelled in)
     PICKED_UP = "PICKED_UP"
     IN_TRANSIT = "IN_TRANSIT"
     OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"

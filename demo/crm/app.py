@@ -35,7 +35,8 @@ from demo.faults import (
     text_param,
 )
 from demo.idempotency import Replays
-from demo.world import INTERACTION_KINDS, SEGMENTS, World
+from demo.world import INTERACTION_KINDS as WORLD_KINDS
+from demo.world import SEGMENTS, World
 
 BATCH_LIMIT = 100
 PAGE_LIMIT = 500
@@ -45,6 +46,7 @@ SUBJECT_MAX = 200
 PATCHABLE = ("email", "phone", "segment")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE = re.compile(r"\+?[0-9().\- ]{7,25}")
+INTERACTION_KINDS = (*WORLD_KINDS, "order")  # the world has none; the gateway logs the orders it places
 
 Handler = Callable[[Request], Awaitable[Response]]
 

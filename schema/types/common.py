@@ -81,6 +81,7 @@ _describe_enum(InteractionKind, "What kind of contact with the customer the CRM 
     "EMAIL": "An e-mail to or from the customer (CRM `email`).",
     "TICKET": "A support ticket the customer opened (CRM `ticket`).",
     "MEETING": "A meeting, on site or online (CRM `meeting`).",
+    "ORDER": "An order placed or changed through this API, logged by the gateway (CRM `order`).",
 })
 _describe_enum(PartnerKind, "What a partner does for the company (ERP VENMAS.VNTYPE).", {
     "SUPPLIER": "Sells the company goods: has offers and purchase orders in the supplier portal (ERP code S).",
@@ -94,6 +95,7 @@ _describe_enum(PurchaseOrderStatus, "Where a purchase order is, as the supplier 
     "CANCELLED": "Cancelled; nothing (more) will arrive.",
 })
 _describe_enum(ShipmentStatus, "Where a shipment is, as the logistics provider last scanned it.", {
+    "BOOKED": "Booked with a carrier that has not collected it yet; the booking can still be cancelled (BK).",
     "PICKED_UP": "The carrier has collected it from the warehouse (provider code PU).",
     "IN_TRANSIT": "On its way between the carrier's depots (IT).",
     "OUT_FOR_DELIVERY": "On the vehicle for the final delivery (OD).",

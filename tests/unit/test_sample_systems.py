@@ -98,7 +98,8 @@ def crm_customer(c: Customer) -> dict[str, Any]:
 def supplier_po(po: PurchaseOrder) -> dict[str, Any]:
     return {"poNumber": po.id, "supplierCode": po.supplier, "status": po.status,
             "createdOn": po.created.isoformat(), "expectedOn": po.expected.isoformat(), "currency": po.currency,
-            "lines": [{"sku": line.item, "qty": line.quantity, "unitPrice": line.unit_price} for line in po.lines]}
+            "lines": [{"sku": line.item, "qty": line.quantity, "unitPrice": line.unit_price,
+                       "receivedQty": line.quantity if po.status == "RECEIVED" else 0} for line in po.lines]}
 
 
 def logistics_shipment(s: Shipment) -> dict[str, Any]:
