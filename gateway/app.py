@@ -38,6 +38,7 @@ from gateway.documents import DocumentStore
 from gateway.errors import ErrorCodes
 from gateway.graphiql import ASSETS_PATH, assets_app
 from gateway.http import GraphQLEndpoint
+from gateway.idempotency import IdempotencyStore
 from gateway.policy import OperationPolicy, ParsedDocuments
 from gateway.services import build_cache, build_services, close_services
 from gateway.settings import Settings
@@ -164,7 +165,8 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         app.state.audit = audit
         apq = build_apq_store(settings)
         app.state.graphql = GraphQLEndpoint(schema, services, settings, authenticator(settings, app.state.tokens),
-                                            app.state.documents, limiter, audit, answers, apq)
+                                            app.state.documents, limiter, audit, answers, apq,
+                                            IdempotencyStore(db, settings.idempotency, clock=clock))
         warming = watch(asyncio.create_task(_warm_crosswalk(services)), "crosswalk_warm_failed") if warm else None
         tuning = (watch(asyncio.create_task(_tune_gc_after(warming, settings.server.gc_threshold)), "gc_tuning_failed")
                   if served else None)

@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 import strawberry
 import structlog
-from graphql import DocumentNode, ExperimentalIncrementalExecutionResults, GraphQLError, parse
+from graphql import DocumentNode, ExperimentalIncrementalExecutionResults, GraphQLError
+from graphql import OperationType as DocumentOperationType
 from graphql.execution import InitialIncrementalExecutionResult
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -42,7 +43,9 @@ from gateway.audit.sink import AuditUnavailable
 from gateway.documents import DocumentStore, document_id, normalise_id
 from gateway.errors import classify
 from gateway.graphiql import graphiql_response
+from gateway.idempotency import IdempotencyStore, InUse, Lease, Replay, StoredAnswer, fingerprint_of, scope_of, storable
 from gateway.incremental import EVENT_STREAM, Multipart, Payloads, Stream, defers, framing, stream_of
+from gateway.policy import ParsedDocuments, selected_operation
 from gateway.settings import LimitSettings, Settings
 from resolvers.context import Context, Services
 from sources.base import ms_since, recording
@@ -54,6 +57,17 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_IDEMPOTENCY_KEY = 255
+#: Headers of an answer that are this request's own, never replayed to a retry with the same key.
+_NOT_REPLAYED = frozenset({"content-length", "x-request-id"})
+#: strawberry's parser cache, the one ParsedDocuments gives execution: a text the HTTP layer looks at
+#: before executing it (incremental delivery, idempotency keys) is still parsed once.
+_cached_parse = ParsedDocuments().cached_parse_document
+
+
+def parsed_document(query: str, max_tokens: int) -> DocumentNode:
+    """The document of `query`, from (and into) the parser cache execution uses; GraphQLError if it does not parse."""
+    document: DocumentNode = _cached_parse(query, max_tokens=max_tokens)
+    return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,14 +292,22 @@ class RequestContext(Context):
     document: DocumentNode | None = None  # the parsed operation, for the audit record
 
 
+@dataclass(slots=True)
+class _Claimed:
+    """The idempotency key this request claimed, if any: settled by `__call__` once the audit record is written."""
+
+    lease: Lease | None = None
+
+
 class GraphQLEndpoint:
     """The /graphql route."""
 
     def __init__(self, schema: strawberry.Schema, services: Services, settings: Settings,
                  authenticator: Authenticator, documents: DocumentStore, limiter: RateLimiter,
                  audit: AuditLog | None = None, answers: AnswerCache | None = None,
-                 apq: ApqStore | None = None) -> None:
+                 apq: ApqStore | None = None, idempotency: IdempotencyStore | None = None) -> None:
         self.apq = apq
+        self.idempotency = idempotency
         self.limiter = limiter
         self.answers = answers
         self.audit = audit
@@ -322,18 +344,26 @@ class GraphQLEndpoint:
         if request.method == "GET" and "query" not in request.query_params and wants_ide:
             return graphiql_response({"X-Request-Id": request_id})
         facts = RequestFacts(request_id=request_id, client_ip=request.client.host if request.client else "-")
-        response = await self._handle(request, facts)
-        if self.audit is not None:
-            try:
-                await self.audit.write(facts, ms_since(started))
-            except AuditUnavailable:
-                # Fail closed: an operation that cannot be audited is not answered as if it had been.
-                body = _error_body("the audit log is unavailable; try again later", "AUDIT_UNAVAILABLE")
-                return Response(orjson.dumps(body), status_code=503, media_type=JSON,
-                                headers={"X-Request-Id": request_id, "Retry-After": "5"})
-        return response
+        claimed = _Claimed()
+        try:
+            response = await self._handle(request, facts, claimed)
+            if self.audit is not None:
+                try:
+                    await self.audit.write(facts, ms_since(started))
+                except AuditUnavailable:
+                    # Fail closed: an operation that cannot be audited is not answered as if it had been.
+                    body = _error_body("the audit log is unavailable; try again later", "AUDIT_UNAVAILABLE")
+                    return Response(orjson.dumps(body), status_code=503, media_type=JSON,
+                                    headers={"X-Request-Id": request_id, "Retry-After": "5"})
+            if claimed.lease is not None:
+                await _keep(claimed.lease, response, facts)
+            return response
+        finally:
+            # Not kept (an answer that failed its audit, an unexpected error): the next retry runs again.
+            if claimed.lease is not None:
+                await claimed.lease.release()
 
-    async def _handle(self, request: Request, facts: RequestFacts) -> Response:
+    async def _handle(self, request: Request, facts: RequestFacts, claimed: _Claimed) -> Response:
         request_id = facts.request_id
         accept = request.headers.get("accept", "")
         stream = stream_of(accept)  # answers in parts go out this way; None: the client reads no parts
@@ -381,6 +411,10 @@ class GraphQLEndpoint:
             if answer is not None:
                 return self._respond_answer(facts, query, answer, media_type, None if whole else stream)
             snapshot = await self.answers.snapshot()
+        if idempotency_key is not None and request.method == "POST":
+            refused = await self._claim(facts, claimed, query, gql, idempotency_key, media_type)
+            if refused is not None:
+                return refused
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY,
                                                                           OperationType.MUTATION)
         context = RequestContext(services=self.services, request_id=request_id, principal=principal,
@@ -418,10 +452,60 @@ class GraphQLEndpoint:
     def _delivered_in_parts(self, query: str, gql: GraphQLRequest) -> DocumentNode | None:
         """The document, if the operation to run would be delivered in parts (@defer, @stream)."""
         try:
-            document = parse(query, max_tokens=self.settings.limits.max_tokens)
+            document = parsed_document(query, self.settings.limits.max_tokens)
         except GraphQLError:
             return None  # execution reports it
         return document if defers(document, gql.operation_name, gql.variables) else None
+
+    async def _claim(self, facts: RequestFacts, claimed: _Claimed, query: str, gql: GraphQLRequest, key: str,
+                     media_type: str) -> Response | None:
+        """Claim the client's `Idempotency-Key` for a mutation, right before it executes; or the answer instead.
+
+        Only mutations: a query changes nothing, so retrying one is harmless and its header is ignored. This
+        runs after authentication, the rate limit and reading the request, so a request refused by those
+        never holds a key. None: execute (holding the key, if one was claimed).
+        """
+        if self.idempotency is None:
+            return None
+        try:
+            document = parsed_document(query, self.settings.limits.max_tokens)
+        except GraphQLError:
+            return None  # execution reports it; nothing runs
+        operation = selected_operation(document, gql.operation_name)
+        if operation is None or operation.operation is not DocumentOperationType.MUTATION:
+            return None
+        fingerprint = fingerprint_of(facts.document or document_hash(query), gql.operation_name, gql.variables)
+        outcome = await self.idempotency.claim(scope_of(facts.principal, key), fingerprint)
+        if isinstance(outcome, Lease):
+            claimed.lease = outcome
+            return None
+        facts.parsed = document  # audited as the operation it names, whatever the answer
+        if isinstance(outcome, Replay):
+            return self._replay(facts, outcome.answer)
+        if isinstance(outcome, InUse):
+            retry_after = str(outcome.retry_after_s)
+            body = _error_body("a request with this `Idempotency-Key` is still running; retry in "
+                               f"{retry_after}s to get its answer", "IDEMPOTENCY_KEY_IN_USE")
+            return self._respond(facts, body, 409, media_type, facts.request_id, {"Retry-After": retry_after})
+        body = _error_body("this `Idempotency-Key` was sent with another request (operation or variables); "
+                           "use a new key for a new request", "IDEMPOTENCY_KEY_REUSED")
+        return self._respond(facts, body, 422, media_type, facts.request_id)
+
+    def _replay(self, facts: RequestFacts, answer: StoredAnswer) -> Response:
+        """The kept answer of the key's first request, byte for byte: nothing executed, nothing called.
+
+        Audited like that answer (its status and error codes), as answered without executing anything.
+        """
+        facts.answered_from_cache = True
+        facts.status = answer.status
+        try:
+            body = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            body = None
+        facts.body = body if isinstance(body, dict) else {}
+        return Response(answer.body, status_code=answer.status, media_type=answer.media_type,
+                        headers={**dict(answer.headers), "X-Request-Id": facts.request_id,
+                                 "Idempotent-Replayed": "true"})
 
     def _parts_not_acceptable(self, facts: RequestFacts, media_type: str) -> Response:
         """Apollo Router's answer to a client that cannot read the parts of a @defer or @stream answer."""
@@ -517,6 +601,18 @@ class GraphQLEndpoint:
         facts.body, facts.status = body, status
         return Response(orjson.dumps(body), status_code=status, media_type=media_type,
                         headers={"X-Request-Id": request_id, **(headers or {})})
+
+
+async def _keep(lease: Lease, response: Response, facts: RequestFacts) -> None:
+    """Keep the answer for the key's retries, or give the key back when a retry deserves to run again.
+
+    Answers sent in parts or as a stream are never kept: their bytes go out as they are made.
+    """
+    if isinstance(response, StreamingResponse) or not storable(response.status_code, facts.body):
+        await lease.release()
+        return
+    headers = tuple((name, value) for name, value in response.headers.items() if name not in _NOT_REPLAYED)
+    await lease.complete(StoredAnswer(response.status_code, response.media_type, headers, bytes(response.body)))
 
 
 def _format(error: GraphQLError) -> dict[str, Any]:

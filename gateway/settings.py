@@ -351,6 +351,17 @@ class ApqSettings(_Strict):
         return url
 
 
+class IdempotencySettings(_Strict):
+    """Client `Idempotency-Key`s of mutations (docs/configuration.md, "[idempotency]")."""
+
+    ttl_s: float = Field(86_400, gt=0, le=30 * 86_400, description=(
+        "how long a mutation's answer is replayed to retries with its key; then the key may be used again"))
+    wait_s: float = Field(30, gt=0, le=600, description=(
+        "how long a retry waits for the same request still running; then 409 IDEMPOTENCY_KEY_IN_USE"))
+    lease_s: float = Field(15, gt=0, le=600, description=(
+        "a running request's hold on its key, renewed while it runs; a dead process's key is taken over after it"))
+
+
 class CrosswalkSettings(_Strict):
     refresh_seconds: float = Field(300, gt=0)
 
@@ -374,6 +385,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     apq: ApqSettings = ApqSettings()
     cors: CorsSettings = CorsSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
 
     @classmethod
     def settings_customise_sources(
