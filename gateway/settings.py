@@ -75,6 +75,9 @@ class SqlSourceSettings(_Strict):
     timeout_s: float = Field(2.0, gt=0, le=120)
     pool_size: int = Field(10, ge=1, le=200)
     currency: str = Field("USD", min_length=3, max_length=3, description="currency of amounts without one")
+    write_timeout_s: float = Field(10.0, gt=0, le=120, description=(
+        "deadline of one write transaction (business operations), waiting for its locks included"))
+    write_pool_size: int = Field(5, ge=1, le=200, description="connections for writes, apart from the reads' pool")
     resilience: ResilienceSettings = ResilienceSettings()
 
     @field_validator("url")

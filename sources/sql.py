@@ -28,6 +28,51 @@ def sqlite_pragmas(dbapi_connection: Any, _: Any = None) -> None:
     cursor.close()
 
 
+def _sqlite_directory(url: str) -> None:
+    """A SQLite file's folder must exist before the first connection creates the file."""
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_write_connection(dbapi_connection: Any, _: Any = None) -> None:
+    """The driver's own transaction handling off (SQLAlchemy's BEGIN is then the only one), then the pragmas."""
+    dbapi_connection.isolation_level = None
+    sqlite_pragmas(dbapi_connection)
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    """Take the write lock at BEGIN, before the transaction's first read (see `make_write_engine`)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_write_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    """An engine for writes: real transactions, in which a write reads rows only after locking them.
+
+    PostgreSQL and MariaDB run READ COMMITTED, the writer locking rows with SELECT ... FOR UPDATE: each
+    statement sees what committed before it, so what a write reads once it holds a lock (a customer's open
+    orders, under the customer's row) includes every write that held that lock before it. MariaDB's
+    default, REPEATABLE READ, would instead read from a snapshot taken at the transaction's first plain
+    (unlocked) read, which may come before its first lock.
+    Connections are pinged on checkout: a write on a connection the server dropped would fail after
+    taking locks and doing part of its work, which costs more than the ping.
+
+    SQLite has no row locks: every transaction starts with BEGIN IMMEDIATE, which takes the database's
+    write lock before the first read. A deferred BEGIN would let two transactions read the same stock,
+    then one of them fail with SQLITE_BUSY when it tries to write. The driver's own transaction handling
+    is switched off so that BEGIN is SQLAlchemy's alone (SQLAlchemy's pysqlite/aiosqlite recipe); the
+    pragmas are those of the read engine (WAL, synchronous FULL, busy timeout).
+    """
+    if url.startswith("sqlite"):
+        _sqlite_directory(url)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+        event.listen(engine.sync_engine, "connect", _sqlite_write_connection)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_pre_ping=True,
+                               isolation_level="READ COMMITTED")
+
+
 def make_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> AsyncEngine:
     """An async engine with pooling suited to the backend (SQLite files have no server to pool for).
 
@@ -38,9 +83,7 @@ def make_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> As
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if read_only else {}
     if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_directory(url)
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, **options)
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine

@@ -77,6 +77,14 @@ VENMAS = Table(
     Column("VNCTRY", CHAR(2), nullable=False),
 )
 
+# The ERP's number ranges: the next free number per range ('ORDHDR' for order numbers), taken and
+# incremented under the row's lock by whatever creates a record of that range.
+NUMCTL = Table(
+    "NUMCTL", metadata,
+    Column("NCKEY", CHAR(8), primary_key=True),
+    Column("NCNEXT", Integer, nullable=False),
+)
+
 # Not part of the ERP: records which world a demo database was seeded with.
 DEMOSEED = Table(
     "DEMOSEED", metadata,

@@ -18,12 +18,14 @@ from sqlalchemy import Table, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from demo.erp.schema import CUSMAS, DEMOSEED, ITMBAL, ITMMAS, ORDDTL, ORDHDR, VENMAS, WHSMAS, metadata
+from demo.erp.schema import CUSMAS, DEMOSEED, ITMBAL, ITMMAS, NUMCTL, ORDDTL, ORDHDR, VENMAS, WHSMAS, metadata
 from demo.world import Sizes, World, cyymmdd
 
 Progress = Callable[[str, int, int], None]
 T = TypeVar("T")
 BATCH = 2_000
+#: NUMCTL's range of order numbers, as the ERP keys it (CHAR(8), left-aligned).
+ORDER_RANGE = "ORDHDR".ljust(8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,9 @@ async def seed(url: str, world: World, *, progress: Progress | None = None) -> S
                     done = await _insert(conn, table, chunk, progress, done, len(table_rows))
                 rows[table.name] = done
         total_orders = world.sizes.orders
-        done_orders = done_lines = 0
+        done_orders = done_lines = last_order = 0
         for batch in _chunks(world.orders(), BATCH):
+            last_order = max(last_order, *(o.number for o in batch))
             headers = [{"OHORNO": o.number, "OHCUNO": o.customer.rjust(8), "OHORDT": cyymmdd(o.placed),
                         "OHSTAT": o.status, "OHTOTL": o.total_cents, "OHCURR": o.currency, "OHWHSE": o.warehouse}
                        for o in batch]
@@ -110,6 +113,7 @@ async def seed(url: str, world: World, *, progress: Progress | None = None) -> S
             done_lines += len(lines)
         rows[ORDHDR.name], rows[ORDDTL.name] = done_orders, done_lines
         async with engine.begin() as conn:
+            await conn.execute(NUMCTL.insert(), [{"NCKEY": ORDER_RANGE, "NCNEXT": last_order + 1}])
             await conn.execute(DEMOSEED.insert(), [{"SEED": world.seed, "SIZES": _sizes_json(world)}])
     finally:
         await engine.dispose()
@@ -117,11 +121,16 @@ async def seed(url: str, world: World, *, progress: Progress | None = None) -> S
 
 
 async def is_seeded(url: str, world: World) -> bool:
-    """Whether the database holds exactly this world (same seed and sizes), completely seeded."""
+    """Whether the database holds exactly this world (same seed and sizes), completely seeded.
+
+    A database seeded before the ERP had its number range table (NUMCTL) is not: seeding it again gives
+    it the table, with the next free order number.
+    """
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
             found = (await conn.execute(select(DEMOSEED.c.SEED, DEMOSEED.c.SIZES))).all()
+            await conn.execute(select(NUMCTL.c.NCNEXT).limit(1))
     except (SQLAlchemyError, OSError):
         return False
     finally:
