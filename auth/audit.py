@@ -22,6 +22,23 @@ class UpstreamCallRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SagaStepRecord:
+    name: str
+    state: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SagaRecord:
+    """A business operation the request ran (or found already run, for a retry): its saga and each step's state."""
+
+    id: str
+    kind: str
+    state: str
+    steps: tuple[SagaStepRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One GraphQL operation, whatever became of it. Never holds variables, tokens or answers."""
 
@@ -46,6 +63,7 @@ class AuditRecord:
     duration_ms: float = 0.0
     stale_sources: tuple[str, ...] = field(default=())
     answered_from_cache: bool = False  # the whole answer came from the answer cache (no upstream calls)
+    sagas: tuple[SagaRecord, ...] = ()
 
     def canonical(self) -> bytes:
         """JSON of every field in declaration order (orjson serialises the dataclass itself, without copies).
@@ -58,6 +76,9 @@ class AuditRecord:
     def from_canonical(cls, raw: bytes | str) -> AuditRecord:
         data: dict[str, Any] = orjson.loads(raw)
         data["upstream"] = tuple(UpstreamCallRecord(**u) for u in data.get("upstream", ()))
+        data["sagas"] = tuple(SagaRecord(g["id"], g["kind"], g["state"],
+                                         tuple(SagaStepRecord(**step) for step in g.get("steps", ())))
+                              for g in data.get("sagas", ()))
         for name in ("fields", "pii_fields", "codes", "stale_sources"):
             data[name] = tuple(data.get(name, ()))
         return cls(**data)

@@ -158,6 +158,8 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
         if audit is not None:
             services = replace(services, audit=SqlAuditReader(audit.sink.engine))
         app.state.services = services
+        if services.operations is not None:
+            await services.operations.start()  # resumes what a previous run of the gateway left unfinished
         limits = settings.limits
         limiter: RateLimiter = (
             RedisRateLimiter(limits.redis_url, limits.rate_per_second, limits.rate_burst) if limits.redis_url

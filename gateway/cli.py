@@ -35,7 +35,10 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(documents_app, name="documents")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+sagas_app = typer.Typer(help="Business operations' sagas: list them, and resume the unfinished ones.",
+                        no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+app.add_typer(sagas_app, name="sagas")
 console = Console()
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default: ./gateway.toml)",
@@ -513,3 +516,77 @@ def schema_check(
 
 if __name__ == "__main__":
     app()
+
+
+SAGA_STATE_STYLE = {"COMPLETED": "green", "PENDING": "yellow", "RUNNING": "cyan", "COMPENSATING": "yellow",
+                    "REJECTED": "blue", "FAILED": "red", "NEEDS_ATTENTION": "bold red"}
+
+
+@sagas_app.command("list")
+def sagas_list(config: ConfigOption = None,
+               state: Annotated[list[str] | None, typer.Option(
+                   "--state", help="only these states (repeat); e.g. NEEDS_ATTENTION")] = None,
+               limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+               as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False) -> None:
+    """The newest sagas with their steps' states (those NEEDS_ATTENTION are what a person must look at)."""
+    from operations.saga import SagaState
+
+    settings = _settings(config)
+    try:
+        states = [SagaState(s.strip().upper()) for s in state or ()]
+    except ValueError:
+        console.print(f"[red]--state must be one of {', '.join(s.value for s in SagaState)}[/red]")
+        raise typer.Exit(2) from None
+
+    async def run() -> None:
+        from operations.store import SagaStore
+
+        async with _database(settings) as engine:
+            rows = await SagaStore(engine).listing([s.value for s in states] or None, limit)
+        if as_json:
+            for row in rows:
+                typer.echo(json.dumps({"id": row.id, "kind": row.kind, "state": row.state,
+                                       "created": datetime.fromtimestamp(row.created_ms / 1000, UTC).isoformat(),
+                                       "attempts": row.attempts, "error": row.error,
+                                       "steps": [{"name": s.name, "state": s.state, "attempts": s.attempts}
+                                                 for s in row.steps]}))
+            return
+        table = Table(title=f"sagas (newest {limit})")
+        for col in ("id", "operation", "state", "started (UTC)", "steps", "error"):
+            table.add_column(col)
+        for row in rows:
+            style = SAGA_STATE_STYLE.get(row.state, "")
+            error = row.error or {}
+            table.add_row(row.id, row.kind, f"[{style}]{row.state}[/{style}]" if style else row.state,
+                          datetime.fromtimestamp(row.created_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                          ", ".join(f"{s.name}={s.state}" for s in row.steps),
+                          escape(str(error.get("attention") or error.get("message") or "")))
+        console.print(table)
+
+    asyncio.run(run())
+
+
+@sagas_app.command("resume")
+def sagas_resume(config: ConfigOption = None) -> None:
+    """Drive every unfinished saga that is due now (complete it, or undo it) and publish pending changes.
+
+    A running gateway does this by itself every few seconds; this is for after an outage, or from cron.
+    """
+    settings = _settings(config)
+
+    async def run() -> int:
+        from gateway.services import open_services
+
+        async with open_services(settings) as services:
+            assert services.operations is not None
+            await services.operations.systems.erp_writer.install()
+            driven = await services.operations.resume()
+            counts = await services.operations.store.counts()
+        console.print(f"resumed {driven} saga(s); now: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        return counts.get("NEEDS_ATTENTION", 0)
+
+    attention = asyncio.run(run())
+    if attention:
+        console.print(f"[bold red]{attention} saga(s) need attention: gateway sagas list --state NEEDS_ATTENTION"
+                      "[/bold red]")
+        raise typer.Exit(1)

@@ -419,7 +419,7 @@ class GraphQLEndpoint:
                                                                           OperationType.MUTATION)
         context = RequestContext(services=self.services, request_id=request_id, principal=principal,
                                  limits=self.settings.limits, idempotency_key=idempotency_key)
-        facts.calls = context.calls
+        facts.calls, facts.sagas = context.calls, context.sagas
         try:
             with recording(context.calls):
                 result = await self.schema.execute(query, variable_values=gql.variables,

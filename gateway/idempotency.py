@@ -51,6 +51,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -71,7 +72,7 @@ idempotency_keys = Table(
     Column("status", Integer),
     Column("media_type", String(100)),
     Column("headers", Text),
-    Column("body", LargeBinary),
+    Column("body", LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")),
     Column("created_ms", BigInteger, nullable=False),
     Column("lease_until_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),

@@ -23,12 +23,16 @@ from gateway.settings import (
     RestSourceSettings,
     Settings,
 )
+from operations.saga import SagaSettings
+from operations.service import Operations
+from operations.systems import Systems
 from resolvers.context import Services
 from sources import cursors, rest
 from sources.cache import CachePolicy, SourceCache
 from sources.crm import CrmSource
 from sources.crosswalk import Crosswalk, SqlLinkStore
 from sources.erp import ErpSource
+from sources.erp_writes import ErpWriter
 from sources.partners import LogisticsSource, SupplierSource
 from sources.resilience import Resilience, ResiliencePolicy
 from sources.sql import SqlTransport, make_engine
@@ -99,9 +103,22 @@ async def build_services(settings: Settings, db: AsyncEngine,
                                 cache=cache)
     links = SqlLinkStore(db)
     crosswalk = Crosswalk(crm, erp, links, refresh_seconds=settings.crosswalk.refresh_seconds)
+    writer = ErpWriter("erp", sources.erp.url, timeout_s=sources.erp.write_timeout_s,
+                       pool_size=sources.erp.write_pool_size, currency=sources.erp.currency)
+    entity_operations = {"erp": erp.ENTITY_OPERATIONS, "crm": crm.ENTITY_OPERATIONS,
+                         "supplier": supplier.ENTITY_OPERATIONS, "logistics": logistics.ENTITY_OPERATIONS}
+    config = settings.operations
+    operations = Operations(
+        db, Systems(erp=erp, erp_writer=writer, crm=crm, supplier=supplier, logistics=logistics, crosswalk=crosswalk),
+        cache, entity_operations, resume_interval_s=config.resume_interval_s,
+        settings=SagaSettings(lease_ms=int(config.lease_s * 1000), inline_attempts=config.inline_attempts,
+                              inline_backoff_s=config.inline_backoff_s,
+                              step_timeout_s=config.step_timeout_s, retry_base_ms=int(config.retry_base_s * 1000),
+                              retry_max_ms=int(config.retry_max_s * 1000), max_attempts=config.max_attempts,
+                              wait_s=config.wait_s))
     return Services(erp=erp, crm=crm, supplier=supplier, logistics=logistics, crosswalk=crosswalk,
                     links=links, cache=cache, max_page_size=settings.server.max_page_size,
-                    phone_region=settings.phone_region)
+                    phone_region=settings.phone_region, operations=operations)
 
 
 @asynccontextmanager
@@ -120,6 +137,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 
 
 async def close_services(services: Services) -> None:
+    if services.operations is not None:
+        await services.operations.aclose()
+        await services.operations.systems.erp_writer.aclose()
     for source in (services.erp, services.crm, services.supplier, services.logistics):
         await source.aclose()
     await services.cache.aclose()

@@ -163,7 +163,8 @@ class CorsSettings(_Strict):
         default_factory=lambda: ["accept", "authorization", "content-type", "idempotency-key", "x-request-id"],
         description="request headers those pages may send")
     expose_headers: list[str] = Field(
-        default_factory=lambda: ["x-request-id", "retry-after"], description="answer headers their scripts may read")
+        default_factory=lambda: ["x-request-id", "retry-after", "idempotent-replayed"],
+        description="answer headers their scripts may read")
     max_age_s: int = Field(600, ge=0, le=86_400, description="how long a browser may keep a preflight's answer")
 
     @field_validator("allow_origins")
@@ -365,6 +366,25 @@ class IdempotencySettings(_Strict):
         "a running request's hold on its key, renewed while it runs; a dead process's key is taken over after it"))
 
 
+class OperationsSettings(_Strict):
+    """Business operations' sagas (docs/configuration.md, "[operations]")."""
+
+    lease_s: float = Field(30, gt=0, le=3_600, description=(
+        "a process's hold on a saga it drives, renewed while it runs; a dead process's sagas are resumed after it"))
+    inline_attempts: int = Field(3, ge=1, le=10, description=(
+        "tries of a step whose failure left its outcome unknown, within the request, before the background takes it"))
+    inline_backoff_s: float = Field(0.1, ge=0, le=10, description="first pause between those tries; doubles")
+    step_timeout_s: float = Field(30, gt=0, le=600, description="longest one attempt of one step may take")
+    retry_base_s: float = Field(1, gt=0, le=3_600, description="first background retry of a waiting step; doubles")
+    retry_max_s: float = Field(300, gt=0, le=86_400, description="longest wait between background retries")
+    max_attempts: int = Field(20, ge=1, le=10_000, description=(
+        "a saga driven this often without finishing is NEEDS_ATTENTION"))
+    wait_s: float = Field(30, gt=0, le=600, description=(
+        "how long a retried operation waits for its first run, still going in another process"))
+    resume_interval_s: float = Field(5, gt=0, le=3_600, description=(
+        "how often each gateway process looks for sagas to resume and changes to publish"))
+
+
 class CrosswalkSettings(_Strict):
     refresh_seconds: float = Field(300, gt=0)
 
@@ -389,6 +409,7 @@ class Settings(BaseSettings):
     apq: ApqSettings = ApqSettings()
     cors: CorsSettings = CorsSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
+    operations: OperationsSettings = OperationsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,8 @@ import orjson
 
 from auth.audit import AuditReader
 from auth.principal import ANONYMOUS, Principal
+from operations.saga import Outcome
+from operations.service import Operations
 from resolvers.loaders import Loaders
 from sources.base import CallLog
 from sources.cache import SourceCache
@@ -32,6 +34,7 @@ class Services:
     max_page_size: int = 100
     phone_region: str = "US"
     audit: AuditReader | None = None
+    operations: Operations | None = None
 
 
 @dataclass(slots=True)
@@ -47,6 +50,8 @@ class Context:
     selections: dict[tuple[int, tuple[str, ...]], object] = field(default_factory=dict)
     #: The client's `Idempotency-Key` header, if it sent one (validated by the HTTP layer).
     idempotency_key: str | None = None
+    #: The business operations this request ran (or replayed), for its audit record.
+    sagas: list[Outcome] = field(default_factory=list)
 
     def idempotency_key_for(self, step: str) -> str:
         """The key a write step sends upstream: the same for a client's retry, never shared between principals.

@@ -50,7 +50,15 @@ FIELD_SCOPES: Mapping[str, frozenset[str]] = {
     "SupplierOffer.partner": frozenset({s.PARTNERS_READ}),
     "PurchaseOrder.partner": frozenset({s.PARTNERS_READ}),
     "Query.auditEvents": frozenset({s.AUDIT_READ}),
+    "Query.sagas": frozenset({s.OPERATIONS_READ}),
+    "Query.saga": frozenset({s.OPERATIONS_READ}),
     "Mutation.updateCustomerContact": frozenset({s.CUSTOMERS_WRITE, s.CUSTOMERS_PII}),
+    "Mutation.placeOrder": frozenset({s.ORDERS_WRITE}),
+    "Mutation.cancelOrder": frozenset({s.ORDERS_WRITE}),
+    "Mutation.bookShipment": frozenset({s.SHIPMENTS_WRITE}),
+    "Mutation.createPurchaseOrder": frozenset({s.PURCHASE_ORDERS_WRITE}),
+    "Mutation.receivePurchaseOrder": frozenset({s.PURCHASE_ORDERS_WRITE}),
+    "Mutation.confirmPurchaseOrder": frozenset({s.PURCHASE_ORDERS_CONFIRM}),
 }
 
 #: Node type -> the scope `node(id:)` needs to return it.

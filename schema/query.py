@@ -11,7 +11,9 @@ import strawberry
 from strawberry import relay
 
 from auth.audit import AuditFilter
+from operations.saga import SagaState
 from resolvers import customer as customers
+from resolvers import operations as ops
 from resolvers.permissions import purchase_order_supplier_filter
 from resolvers.prefetch import send
 from schema.types.audit import AuditEvent, AuditEventFilter
@@ -32,12 +34,14 @@ from schema.types.common import (
     typed_id_argument,
 )
 from schema.types.customer import Customer, OrderFilter
+from schema.types.operations import Saga
 from schema.types.order import Order, Shipment
 from schema.types.partner import Partner, PurchaseOrder
 from schema.types.product import Product, Warehouse
 from sources import keys
 from sources.base import Slice
 from sources.crm import CustomerQuery
+from sources.cursors import CursorKind
 from sources.erp import ORDER_CURSOR, ItemQuery, OrderQuery
 from sources.keys import KeyFormat
 from sources.partners import PurchaseOrderQuery
@@ -96,6 +100,10 @@ async def _resolve_nodes(info: GatewayInfo, node_type: type[relay.Node],
 class Health:
     status: str = strawberry.field(description="Always \"ok\" when the gateway answers; it says nothing of the "
                                                "upstream systems (/readyz does).")
+
+
+#: Sagas run newest first, keyed by (start time in ms, as digits: it outgrows a cursor's 32-bit numbers; id).
+SAGA_CURSOR = CursorKind("sagas", (str, str))
 
 
 @strawberry.type(description="Entry points into one graph over the ERP, the CRM and the partner systems. Each "
@@ -254,3 +262,33 @@ class Query:
                            description="The logistics provider's tracking number.")]) -> Shipment | None:
         key = key_argument(tracking_number, keys.TRACKING_NUMBER, "trackingNumber")
         return (await Shipment.resolve_nodes(info=info, node_ids=[key]))[0]
+
+    @strawberry.field(description="Business operations' sagas, newest first (needs `operations:read`): those "
+                                  "`NEEDS_ATTENTION` are the ones a person must look at.")
+    async def sagas(self, info: GatewayInfo, first: First = 20, after: After = None,
+                    states: Annotated[list[SagaState] | None, strawberry.argument(
+                        description="Only sagas in one of these states.")] = None,
+                    ) -> Connection[Saga]:
+        info.context.calls.uncacheable = True
+        size = page_size(info, first)
+        position = SAGA_CURSOR.after(after)
+        after_row = None
+        if position is not None:
+            started, saga_id = str(position[0]), str(position[1])
+            if not started.isascii() or not started.isdigit():
+                raise bad_input("The `after` cursor is not one this API issued")
+            after_row = (int(started), saga_id)
+        rows = await ops.operations_of(info).list([SagaState(s) for s in states or ()], size + 1, after_row)
+        page = rows[:size]
+        return to_connection(Slice(tuple(page), tuple(SAGA_CURSOR.encode(str(r.created_ms), r.id) for r in page),
+                                   len(rows) > size), Saga.of_row)
+
+    @strawberry.field(description="One saga by its id (needs `operations:read`).")
+    async def saga(self, info: GatewayInfo, id: Annotated[strawberry.ID, strawberry.argument(
+                       description="The saga's id (`Saga.id`).")]) -> Saga | None:
+        info.context.calls.uncacheable = True
+        text = str(id).strip()
+        if not (len(text) == 32 and all(c in "0123456789abcdef" for c in text)):
+            raise bad_input("`id` must be a saga id (32 hexadecimal digits)")
+        row = await ops.operations_of(info).get(text)
+        return None if row is None else Saga.of_row(row)

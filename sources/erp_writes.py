@@ -378,6 +378,12 @@ class ErpWriter:
             raise RuleViolation("UNKNOWN_CUSTOMER", f"no customer {customer.strip()}", "input.customer")
         if str(found.CMSTAT).strip() != "A":
             raise RuleViolation("CUSTOMER_INACTIVE", f"customer {customer.strip()} is inactive", "input.customer")
+        if (str(found.CMCURR).strip() or self.currency) != self.currency:
+            # The item master has one price list, in the ERP's currency; there are no exchange rates to
+            # convert it, and a total in one currency cannot be checked against a credit limit in another.
+            raise RuleViolation("CURRENCY_NOT_PRICED",
+                                f"customer {customer.strip()} is billed in {str(found.CMCURR).strip()}, but the "
+                                f"item master prices only in {self.currency}", "input.customer")
         currency = (str(found.CMCURR or "").strip() or self.currency).upper()
         wh = await self._warehouse(conn, warehouse)
         prices = await self._items(conn, lines)

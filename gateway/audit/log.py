@@ -12,9 +12,10 @@ from typing import Any
 from graphql import DocumentNode, FieldNode, GraphQLSchema, OperationDefinitionNode, TypeInfo, TypeInfoVisitor, visit
 from graphql.language import Visitor
 
-from auth.audit import AuditRecord, UpstreamCallRecord, variables_hash
+from auth.audit import AuditRecord, SagaRecord, SagaStepRecord, UpstreamCallRecord, variables_hash
 from auth.principal import ANONYMOUS, Principal
 from gateway.audit.sink import SqlAuditSink
+from operations.saga import Outcome
 from sources.base import CallLog
 
 DENIED_CODES = frozenset({"FORBIDDEN", "UNAUTHENTICATED", "TRUSTED_DOCUMENT_REQUIRED", "RATE_LIMITED",
@@ -36,6 +37,8 @@ class RequestFacts:
     body: dict[str, Any] = field(default_factory=dict)
     status: int = 200
     answered_from_cache: bool = False  # a kept answer (gateway.answers): nothing executed, nothing called
+    #: Business operations the request ran: the same list as its context's (shared, filled while executing).
+    sagas: list[Outcome] = field(default_factory=list)
 
 
 class _Fields(Visitor):
@@ -121,7 +124,10 @@ class AuditLog:
             upstream=tuple(UpstreamCallRecord(c.source, c.operation, c.status, round(c.ms, 2), c.cache)
                            for c in facts.calls.calls),
             outcome=outcome, codes=codes, http_status=facts.status, duration_ms=round(duration_ms, 2),
-            stale_sources=tuple(sorted(stale)), answered_from_cache=facts.answered_from_cache)
+            stale_sources=tuple(sorted(stale)), answered_from_cache=facts.answered_from_cache,
+            sagas=tuple(SagaRecord(o.id, o.kind, o.state.value,
+                                   tuple(SagaStepRecord(s.name, s.state, s.attempts) for s in o.steps))
+                        for o in facts.sagas))
 
     async def write(self, facts: RequestFacts, duration_ms: float) -> None:
         await self.sink.write(self.record(facts, duration_ms))

@@ -44,57 +44,57 @@ NOT_LOADED: Any = object()
 
 
 
-def _describe_enum(cls: type[enum.Enum], description: str, values: Mapping[str, str]) -> None:
+def describe_enum(cls: type[enum.Enum], description: str, values: Mapping[str, str], name: str | None = None) -> None:
     """Register a source's enum with strawberry in place, with descriptions of the enum and of each value (the
     sources know nothing of GraphQL, so the values' descriptions are given here)."""
-    strawberry.enum(cls, description=description)
+    strawberry.enum(cls, name=name, description=description)
     assert has_enum_definition(cls)
     for value in cls.__strawberry_definition__.values:
         value.description = values[value.name]
 
 
 # The business enums are the sources' own; the ERP's one-letter codes are named for who reads the legacy data.
-_describe_enum(OrderStatus, "Where an order is in its life (ERP ORDHDR.OHSTAT).", {
+describe_enum(OrderStatus, "Where an order is in its life (ERP ORDHDR.OHSTAT).", {
     "OPEN": "Entered; no stock reserved for it yet (ERP code O).",
     "ALLOCATED": "Stock is reserved for its lines in the shipping warehouse; not shipped yet (A).",
     "SHIPPED": "Has left the warehouse; `Order.shipments` tracks it (S).",
     "INVOICED": "Shipped and invoiced to the customer (I).",
     "CANCELLED": "Cancelled; nothing more is delivered or invoiced (C).",
 })
-_describe_enum(Segment, "The customer's market segment, as the CRM's account team sets it.", {
+describe_enum(Segment, "The customer's market segment, as the CRM's account team sets it.", {
     "ENTERPRISE": "Large corporate accounts (CRM `enterprise`).",
     "MID_MARKET": "Mid-sized companies (CRM `mid_market`).",
     "SMB": "Small and medium-sized businesses (CRM `smb`).",
     "PUBLIC_SECTOR": "Government bodies, schools, hospitals and other public buyers (CRM `public_sector`).",
 })
-_describe_enum(CustomerStatus, "The state of the customer's ERP account (CUSMAS.CMSTAT).", {
+describe_enum(CustomerStatus, "The state of the customer's ERP account (CUSMAS.CMSTAT).", {
     "ACTIVE": "An open account (ERP code A).",
     "INACTIVE": "An account the ERP marks inactive (code I); its orders and history stay readable.",
 })
-_describe_enum(PaymentTerms, "When the customer pays its invoices (ERP CUSMAS.CMTERM).", {
+describe_enum(PaymentTerms, "When the customer pays its invoices (ERP CUSMAS.CMTERM).", {
     "NET_30": "Due 30 days after the invoice date (ERP code N30).",
     "NET_60": "Due 60 days after the invoice date (ERP code N60).",
     "CASH_ON_DELIVERY": "Paid when the goods are delivered; no credit (ERP code COD).",
 })
-_describe_enum(InteractionKind, "What kind of contact with the customer the CRM logged.", {
+describe_enum(InteractionKind, "What kind of contact with the customer the CRM logged.", {
     "CALL": "A phone call (CRM `call`).",
     "EMAIL": "An e-mail to or from the customer (CRM `email`).",
     "TICKET": "A support ticket the customer opened (CRM `ticket`).",
     "MEETING": "A meeting, on site or online (CRM `meeting`).",
     "ORDER": "An order placed or changed through this API, logged by the gateway (CRM `order`).",
 })
-_describe_enum(PartnerKind, "What a partner does for the company (ERP VENMAS.VNTYPE).", {
+describe_enum(PartnerKind, "What a partner does for the company (ERP VENMAS.VNTYPE).", {
     "SUPPLIER": "Sells the company goods: has offers and purchase orders in the supplier portal (ERP code S).",
     "CARRIER": "Carries the company's shipments; the logistics provider tracks them (ERP code C).",
 })
-_describe_enum(PurchaseOrderStatus, "Where a purchase order is, as the supplier portal reports it.", {
+describe_enum(PurchaseOrderStatus, "Where a purchase order is, as the supplier portal reports it.", {
     "SENT": "Sent to the supplier, not confirmed yet.",
     "CONFIRMED": "The supplier accepted it; nothing has arrived yet.",
     "PARTIALLY_RECEIVED": "Some of the ordered goods have arrived.",
     "RECEIVED": "All the ordered goods have arrived.",
     "CANCELLED": "Cancelled; nothing (more) will arrive.",
 })
-_describe_enum(ShipmentStatus, "Where a shipment is, as the logistics provider last scanned it.", {
+describe_enum(ShipmentStatus, "Where a shipment is, as the logistics provider last scanned it.", {
     "BOOKED": "Booked with a carrier that has not collected it yet; the booking can still be cancelled (BK).",
     "PICKED_UP": "The carrier has collected it from the warehouse (provider code PU).",
     "IN_TRANSIT": "On its way between the carrier's depots (IT).",

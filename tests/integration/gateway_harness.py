@@ -126,7 +126,8 @@ def test_roles() -> dict[str, list[str]]:
 def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict[str, Any] | None = None,
                  auth: dict[str, Any] | None = None, cache: dict[str, Any] | None = None,
                  audit: dict[str, Any] | None = None, resilience: dict[str, Any] | None = None,
-                 cors: dict[str, Any] | None = None, apq: dict[str, Any] | None = None, **server: Any) -> Settings:
+                 cors: dict[str, Any] | None = None, apq: dict[str, Any] | None = None,
+                 operations: dict[str, Any] | None = None, **server: Any) -> Settings:
     # Tests share gateways: unless a test asks for a policy, no retries and a breaker that never opens,
     # so one test's faults cannot leak into the next one's answers.
     policy = resilience if resilience is not None else {"retries": 0, "breaker_failures": 1000,
@@ -141,6 +142,7 @@ def settings_for(erp_url: str, db_path: Path, secrets: DemoSecrets, limits: dict
         audit={"window_ms": 1, **(audit or {})},
         apq=apq or {},
         cors=cors or {},
+        operations=operations or {},
         sources={
             "erp": {"url": erp_url, "resilience": policy},
             "crm": {"base_url": "http://crm.test", "resilience": policy, "auth": {
@@ -159,7 +161,7 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets:
                           limits: dict[str, Any] | None = None, auth: dict[str, Any] | None = None,
                           cache: dict[str, Any] | None = None, audit: dict[str, Any] | None = None,
                           resilience: dict[str, Any] | None = None, cors: dict[str, Any] | None = None,
-                          clock: Callable[[], float] = time.time,
+                          operations: dict[str, Any] | None = None, clock: Callable[[], float] = time.time,
                           monotonic: Callable[[], float] = time.monotonic,
                           **server: Any) -> AsyncIterator[Harness]:
     secrets = secrets or DemoSecrets.generate()
@@ -174,7 +176,8 @@ async def running_gateway(world: World, erp_url: str, db_path: Path, *, secrets:
                                                      password=secrets.logistics_password,
                                                      admin_key=secrets.admin_key, faults=faults["logistics"])),
     }
-    settings = settings_for(erp_url, db_path, secrets, limits, auth, cache, audit, resilience, cors=cors, **server)
+    settings = settings_for(erp_url, db_path, secrets, limits, auth, cache, audit, resilience, cors=cors,
+                            operations=operations, **server)
     app = build_app(settings, transports=upstream, warm=False, clock=clock, monotonic=monotonic)
     async with app.router.lifespan_context(app):
         services = app.state.services

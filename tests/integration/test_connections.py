@@ -110,6 +110,10 @@ async def audit_trail(h: Harness, variables: dict[str, Any]) -> list[Any]:
     return [r.id async for r in h.app.state.services.audit.stream(AuditFilter(until=variables["to"]))]
 
 
+async def saga_log(h: Harness, _: dict[str, Any]) -> list[Any]:
+    return [r.id for r in await h.app.state.services.operations.list(limit=10_000)]
+
+
 async def orders_of_customer(h: Harness, variables: dict[str, Any]) -> list[Any]:
     return [str(o.number) for o in orders_of(h.world, variables["n"])]
 
@@ -132,6 +136,8 @@ WALKS: dict[str, Walk] = {
                               audit_trail, lambda n: n["id"],
                               lambda h: 0,  # the trail is the gateway's own database, not an upstream
                               variables=lambda w: {"to": datetime.now(UTC).isoformat(timespec="microseconds")}),
+    "Query.sagas": Walk(_root("sagas", "id"), ("sagas",), saga_log, lambda n: n["id"],
+                        lambda h: 0),  # the saga log is the gateway's own database, not an upstream
     "Customer.orders": Walk(_nested("orders", "number"), ("customer", "orders"), orders_of_customer,
                             lambda n: n["number"], _sql("ORDHDR"),
                             variables=lambda w: {"n": most_orders(w).erp_number}),
@@ -155,6 +161,10 @@ async def wide(world: World, erp_sqlite_url: str, tmp_path_factory: pytest.TempP
     async with running_gateway(wider, erp_sqlite_url, tmp_path_factory.mktemp("connections") / "gateway.db") as h:
         for _ in range(12):  # some audit trail to page through
             assert (await h.query("{ health { status } }"))["data"]
+        for _ in range(9):  # and some sagas: refused orders, which change nothing in the shared ERP
+            placed = await h.query('mutation { placeOrder(input: {customer: "999999", warehouse: "DAL", '
+                                   'lines: [{sku: "BRG00001", quantity: 1}]}) { userErrors { code } } }')
+            assert placed["data"]["placeOrder"]["userErrors"][0]["code"] == "UNKNOWN_CUSTOMER", placed
         yield h
 
 

@@ -85,7 +85,7 @@ async def test_a_request_from_an_allowed_origin_may_read_the_answer_and_its_requ
     assert r.status_code == 200 and r.json()["data"]["warehouses"]
     assert r.headers["access-control-allow-origin"] == APP
     exposed = {h.strip().lower() for h in r.headers["access-control-expose-headers"].split(",")}
-    assert exposed >= {"x-request-id", "retry-after"}
+    assert exposed >= {"x-request-id", "retry-after", "idempotent-replayed"}
     assert r.headers["x-request-id"] == "cors-post"
 
 

@@ -114,7 +114,8 @@ def _stocked(world: World) -> tuple[str, str, str]:
 
 
 def _active(world: World, n: int) -> list[str]:
-    return [c.erp_number for c in world.customers if c.status == "A"][:n]
+    """Active customers billed in the item master's currency (the writer's, USD): those orders are priced."""
+    return [c.erp_number for c in world.customers if c.status == "A" and c.currency == "USD"][:n]
 
 
 async def _refused(call: Any) -> RuleViolation:

@@ -82,10 +82,14 @@ class CrmWrites(httpx.AsyncBaseTransport):
 @pytest.fixture
 async def writes(world: World, erp_sqlite_url: str, tmp_path: Path,
                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Harness, CrmWrites]]:
-    """A gateway of its own (its CRM's records change) and the keys its CRM writes arrive with."""
+    """A gateway of its own (its CRM's records change) and the keys its CRM writes arrive with.
+
+    The gateway's own replay of retried mutations is off here: these retries must reach the CRM, to show
+    the key each write step sends upstream (what a retry after an expired or taken-over key relies on)."""
     async with running_gateway(world, erp_sqlite_url, tmp_path / "g.db") as gw:
         crm = CrmWrites(gw.upstream["crm"].inner)
         monkeypatch.setattr(gw.upstream["crm"], "inner", crm)
+        monkeypatch.setattr(gw.app.state.graphql, "idempotency", None)
         yield gw, crm
 
 

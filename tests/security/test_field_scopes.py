@@ -54,12 +54,30 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "SupplierOffer.partner": ("partners:read", f"{{ {PROD} {{ offers {{ partner {{ code }} }} }} }}",
                               ("product", "offers", 0, "partner")),
     "Query.auditEvents": ("audit:read", "{ auditEvents(first: 1) { edges { cursor } } }", ("auditEvents",)),
+    "Query.sagas": ("operations:read", "{ sagas(first: 1) { edges { cursor } } }", ("sagas",)),
     "PurchaseOrder.partner": ("partners:read", "{ purchaseOrders(first: 1) { edges { node { partner { code } } } } }",
                               ("purchaseOrders", "edges", 0, "node", "partner")),
 }
 
 
-OTHER_RULES = {"Mutation.updateCustomerContact": frozenset({"customers:write", "customers:pii"})}
+#: Rules tested elsewhere: writes in tests/integration/test_operations.py and test_writes.py (they change data),
+#: one saga by id here below.
+OTHER_RULES = {"Mutation.updateCustomerContact": frozenset({"customers:write", "customers:pii"}),
+               "Mutation.placeOrder": frozenset({"orders:write"}),
+               "Mutation.cancelOrder": frozenset({"orders:write"}),
+               "Mutation.bookShipment": frozenset({"shipments:write"}),
+               "Mutation.createPurchaseOrder": frozenset({"purchase_orders:write"}),
+               "Mutation.receivePurchaseOrder": frozenset({"purchase_orders:write"}),
+               "Mutation.confirmPurchaseOrder": frozenset({"purchase_orders:confirm"}),
+               "Query.saga": frozenset({"operations:read"})}
+
+
+async def test_one_saga_needs_operations_read(gw: Harness) -> None:
+    query = '{ saga(id: "0123456789abcdef0123456789abcdef") { id } }'
+    denied = await gw.query(query, token=gw.jwt("all-but:operations:read"))
+    assert denied["data"] == {"saga": None} and denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    allowed = await gw.query(query, token=gw.jwt("only:operations:read"))
+    assert allowed == {"data": {"saga": None}, "extensions": allowed["extensions"]}
 
 
 def test_the_rule_table_is_the_expected_one() -> None:

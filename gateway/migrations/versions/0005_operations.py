@@ -9,6 +9,7 @@ Create Date: 2026-12-01
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "0005"
 down_revision = "0004"
@@ -26,7 +27,7 @@ def upgrade() -> None:
         sa.Column("status", sa.Integer),
         sa.Column("media_type", sa.String(100)),
         sa.Column("headers", sa.Text),
-        sa.Column("body", sa.LargeBinary),
+        sa.Column("body", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")),  # answers over 64 KB
         sa.Column("created_ms", sa.BigInteger, nullable=False),
         sa.Column("lease_until_ms", sa.BigInteger, nullable=False),
         sa.Column("expires_ms", sa.BigInteger, nullable=False),
