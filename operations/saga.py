@@ -174,6 +174,19 @@ def _definite(exc: BaseException) -> bool:
     return isinstance(exc, RuleViolation | UpstreamRejected)
 
 
+@dataclass(slots=True)
+class _Run:
+    """One drive of one saga in this process: outbox rows delivered but not yet marked, and whether the
+    saga's final commit already gave up the lease."""
+
+    delivered: list[int] = field(default_factory=list)
+    released: bool = False
+
+    def take(self) -> list[int]:
+        taken, self.delivered = self.delivered, []
+        return taken
+
+
 def step_key(saga_key: str, step: str) -> str:
     return hashlib.sha256(f"{saga_key}:{step}".encode()).hexdigest()
 
@@ -187,7 +200,7 @@ class SagaRunner:
     step's retry is due). Several processes may share one database: a lease says who drives a saga."""
 
     def __init__(self, store: SagaStore, kinds: Sequence[SagaKind], *,
-                 publish: Callable[[str], Awaitable[object]], settings: SagaSettings | None = None,
+                 publish: Callable[[str], Awaitable[list[int]]], settings: SagaSettings | None = None,
                  clock_ms: Callable[[], int] = _now_ms) -> None:
         self.store = store
         self.kinds = {k.name: k for k in kinds}
@@ -196,6 +209,7 @@ class SagaRunner:
         self.clock_ms = clock_ms
         self.owner = uuid.uuid4().hex
         self._driving: dict[str, asyncio.Future[SagaRow]] = {}
+        self._runs: dict[str, _Run] = {}
 
     # --- entry points ---------------------------------------------------------------------------------
 
@@ -204,15 +218,17 @@ class SagaRunner:
         """Run a new saga for `key`, or report (or finish) the one that key started before."""
         definition = self.kinds[kind]
         now = self.clock_ms()
+        # Created with its first step running: the log says so before the step starts, in one commit.
         row = SagaRow(id=uuid.uuid4().hex, kind=kind, key=key, principal=dict(principal), request_id=request_id,
-                      command=dict(command), state=SagaState.RUNNING, result=None, error=None, attempts=0,
+                      command=dict(command), state=SagaState.RUNNING, result=None, error=None, attempts=1,
                       next_attempt_ms=None, owner=self.owner, lease_until_ms=now + self.settings.lease_ms,
                       created_ms=now, updated_ms=now,
-                      steps=tuple(StepRow(i, s.name, StepState.PENDING, 0, None, None)
+                      steps=tuple(StepRow(i, s.name, StepState.RUNNING if i == 0 else StepState.PENDING,
+                                          1 if i == 0 else 0, None, None)
                                   for i, s in enumerate(definition.steps)))
         if await self.store.create(row):
             log.info("saga_started", saga=row.id, kind=kind, request_id=request_id)
-            return Outcome.of(await self._drive(row.id, claimed=True))
+            return Outcome.of(await self._drive(row.id, claimed=True, fresh=True))
         existing = await self.store.by_key(key)
         if existing is None:  # deleted in between: not expected, but never a silent second run
             raise SagaBusy(key)
@@ -262,14 +278,15 @@ class SagaRunner:
             row = await self.store.get(row.id)
         raise SagaBusy(existing.id)
 
-    async def _drive(self, saga_id: str, *, claimed: bool) -> SagaRow:
+    async def _drive(self, saga_id: str, *, claimed: bool, fresh: bool = False) -> SagaRow:
         inflight = self._driving.get(saga_id)
         if inflight is not None:
             return await asyncio.shield(inflight)
         future: asyncio.Future[SagaRow] = asyncio.get_running_loop().create_future()
         self._driving[saga_id] = future
+        run = self._runs[saga_id] = _Run()
         try:
-            row = await self._advance(saga_id)
+            row = await self._advance(saga_id, fresh)
             future.set_result(row)
             return row
         except BaseException as exc:
@@ -277,19 +294,21 @@ class SagaRunner:
             future.exception()  # retrieved here: a waiter may or may not be there to see it
             raise
         finally:
-            del self._driving[saga_id]
-            if claimed:
+            del self._driving[saga_id], self._runs[saga_id]
+            await self.store.mark_published(run.take(), self.clock_ms())
+            if claimed and not run.released:
                 await self.store.release(saga_id, self.owner)
 
-    async def _advance(self, saga_id: str) -> SagaRow:
+    async def _advance(self, saga_id: str, fresh: bool) -> SagaRow:
         row = await self._get(saga_id)
         if row.state in FINISHED:
             return row
-        await self.store.saga(saga_id, self.clock_ms(), attempts=row.attempts + 1, next_attempt_ms=None)
+        if not fresh:
+            await self.store.saga(saga_id, self.clock_ms(), attempts=row.attempts + 1, next_attempt_ms=None)
         if row.state == SagaState.COMPENSATING:
             await self._backward(row)
         else:
-            await self._forward(row)
+            await self._forward(row, running=0 if fresh else None)
         return await self._get(saga_id)
 
     async def _get(self, saga_id: str) -> SagaRow:
@@ -301,16 +320,20 @@ class SagaRunner:
     def _context(self, row: SagaRow, results: Mapping[str, Any], step: str) -> StepContext:
         return StepContext(row.id, row.command, dict(results), step_key(row.key, step), row.principal)
 
-    async def _forward(self, row: SagaRow) -> None:
+    async def _forward(self, row: SagaRow, running: int | None = None) -> None:
+        """Run the steps not done yet, in order. `running`: the step the log already shows as running."""
         definition = self.kinds[row.kind]
         results = {s.name: s.result for s in row.steps if s.state == StepState.DONE}
         if row.state != SagaState.RUNNING:
             await self.store.saga(row.id, self.clock_ms(), SagaState.RUNNING)
-        for step, logged in zip(definition.steps, row.steps, strict=True):
-            if logged.state == StepState.DONE:
-                continue
+        todo = [(step, logged) for step, logged in zip(definition.steps, row.steps, strict=True)
+                if logged.state != StepState.DONE]
+        run = self._runs[row.id]
+        for i, (step, logged) in enumerate(todo):
             ctx = self._context(row, results, step.name)
-            await self.store.step(row.id, logged.position, StepState.RUNNING, self.clock_ms(), attempt=True)
+            if logged.position != running:
+                await self.store.step(row.id, logged.position, StepState.RUNNING, self.clock_ms(), attempt=True,
+                                      published=run.take())
             try:
                 done = await self._attempts(lambda ctx=ctx, step=step: step.action(ctx))  # type: ignore[misc]
             except BaseException as exc:
@@ -318,14 +341,24 @@ class SagaRunner:
                     raise
                 await self._step_failed(row, step, logged, exc)
                 return
-            await self._step_done(row, step, logged.position, done)
             results[step.name] = done.result
+            if i + 1 < len(todo):  # this step done and the next one running: one commit
+                running = todo[i + 1][1].position
+                await self._step_done(row, step, logged.position, done, start_next=running)
+                continue
+            # The last step done, the saga completed and its lease given up: one commit.
+            await self._step_done(row, step, logged.position, done, saga_state=SagaState.COMPLETED,
+                                  saga_fields={"result": results, "error": None, "owner": None,
+                                               "lease_until_ms": 0})
+            run.released = True
+            log.info("saga_completed", saga=row.id, kind=row.kind)
+            return
         await self.store.saga(row.id, self.clock_ms(), SagaState.COMPLETED, result=results, error=None)
         log.info("saga_completed", saga=row.id, kind=row.kind)
 
-    async def _step_done(self, row: SagaRow, step: Step, position: int, done: Done) -> None:
+    async def _step_done(self, row: SagaRow, step: Step, position: int, done: Done, **logged: Any) -> None:
         await self.store.step(row.id, position, StepState.DONE, self.clock_ms(), result=done.result,
-                              changes=done.changes)
+                              changes=done.changes, published=self._runs[row.id].take(), **logged)
         if os.environ.get(KILL_AFTER_STEP) == step.name:
             log.warning("fault_kill_after_step", saga=row.id, step=step.name)
             os.kill(os.getpid(), signal.SIGKILL)
@@ -397,7 +430,7 @@ class SagaRunner:
                     await self._retry_later(row, SagaState.COMPENSATING, row.error)
                     return
                 await self.store.step(row.id, logged.position, StepState.COMPENSATED, self.clock_ms(),
-                                      changes=undone.changes,
+                                      changes=undone.changes, published=self._runs[row.id].take(),
                                       result=result if undone.result == {} else {**(result or {}), **undone.result})
                 await self._publish(row.id)
         error = row.error or {}
@@ -441,6 +474,6 @@ class SagaRunner:
 
     async def _publish(self, saga_id: str) -> None:
         try:
-            await self.publish(saga_id)
+            self._runs[saga_id].delivered.extend(await self.publish(saga_id))
         except Exception as exc:  # the relay publishes it later; the saga's progress does not depend on it
             log.warning("outbox_publish_deferred", saga=saga_id, **failure_fields(exc))

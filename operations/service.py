@@ -40,7 +40,7 @@ class Operations:
         self.relay = Relay(self.store, [CacheInvalidation(cache, entity_operations, self._on_change), *consumers])
         kinds = (place_order(systems), cancel_order(systems), book_shipment(systems),
                  create_purchase_order(systems), receive_purchase_order(systems), confirm_purchase_order(systems))
-        self.runner = SagaRunner(self.store, kinds, publish=self.relay.publish, settings=settings)
+        self.runner = SagaRunner(self.store, kinds, publish=self.relay.deliver, settings=settings)
         self.resume_interval_s = resume_interval_s
         self._loop_task: asyncio.Task[None] | None = None
 

@@ -141,7 +141,7 @@ class SagaStore:
                     lease_until_ms=saga.lease_until_ms, created_ms=saga.created_ms, updated_ms=saga.updated_ms))
                 await conn.execute(insert(STEPS), [
                     {"saga_id": saga.id, "position": s.position, "name": s.name, "state": s.state,
-                     "attempts": 0, "result": None, "error": None, "updated_ms": saga.created_ms}
+                     "attempts": s.attempts, "result": None, "error": None, "updated_ms": saga.created_ms}
                     for s in saga.steps])
         except IntegrityError:
             return False
@@ -185,9 +185,14 @@ class SagaStore:
 
     async def step(self, saga_id: str, position: int, state: str, now_ms: int, *, attempt: bool = False,
                    result: Any = None, error: Any = None, saga_state: str | None = None,
-                   saga_fields: dict[str, Any] | None = None, changes: Sequence[Change] = ()) -> list[int]:
+                   saga_fields: dict[str, Any] | None = None, changes: Sequence[Change] = (),
+                   start_next: int | None = None, published: Sequence[int] = ()) -> list[int]:
         """Move one step (and, if given, its saga) to a new state in one transaction, with the step's changes
-        added to the outbox; returns the outbox ids written."""
+        added to the outbox; returns the outbox ids written.
+
+        In the same transaction, `start_next` marks the following step as running (one commit between two
+        steps instead of two), and `published` marks outbox rows the saga has published meanwhile.
+        """
         values: dict[str, Any] = {"state": state, "updated_ms": now_ms}
         if attempt:
             values["attempts"] = STEPS.c.attempts + 1
@@ -198,8 +203,13 @@ class SagaStore:
         async with self.engine.begin() as conn:
             await conn.execute(update(STEPS).where(STEPS.c.saga_id == saga_id, STEPS.c.position == position)
                                .values(**values))
+            if start_next is not None:
+                await conn.execute(update(STEPS).where(STEPS.c.saga_id == saga_id, STEPS.c.position == start_next)
+                                   .values(state="RUNNING", attempts=STEPS.c.attempts + 1, updated_ms=now_ms))
             if saga_state is not None or saga_fields:
                 await self._update_saga(conn, saga_id, now_ms, saga_state, saga_fields or {})
+            if published:
+                await _mark_published(conn, published, now_ms)
             return await _add_changes(conn, saga_id, changes, now_ms)
 
     async def saga(self, saga_id: str, now_ms: int, state: str | None = None, **fields: Any) -> None:
@@ -258,8 +268,12 @@ class SagaStore:
         if not ids:
             return
         async with self.engine.begin() as conn:
-            await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids)), OUTBOX.c.published_ms.is_(None))
-                               .values(published_ms=now_ms))
+            await _mark_published(conn, ids, now_ms)
+
+
+async def _mark_published(conn: AsyncConnection, ids: Sequence[int], now_ms: int) -> None:
+    await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids)), OUTBOX.c.published_ms.is_(None))
+                       .values(published_ms=now_ms))
 
 
 async def _add_changes(conn: AsyncConnection, saga_id: str, changes: Sequence[Change], now_ms: int) -> list[int]:
