@@ -134,12 +134,16 @@ class Outcome:
     results: Mapping[str, Any]
     steps: tuple[StepRow, ...]
     error: Mapping[str, Any] | None
+    #: Whether the pivot is done: the operation has happened, whatever later steps still owe.
+    committed: bool = False
 
     @classmethod
-    def of(cls, row: SagaRow) -> Outcome:
+    def of(cls, row: SagaRow, kind: SagaKind | None = None) -> Outcome:
+        pivots = {s.name for s in kind.steps if s.pivot} if kind is not None else set()
         return cls(row.id, row.kind, SagaState(row.state),
                    {s.name: s.result for s in row.steps if s.state in (StepState.DONE, StepState.COMPENSATED)},
-                   row.steps, row.error)
+                   row.steps, row.error,
+                   committed=any(s.name in pivots and s.state == StepState.DONE for s in row.steps))
 
     @property
     def rejection(self) -> RuleViolation | None:
@@ -228,19 +232,19 @@ class SagaRunner:
                                   for i, s in enumerate(definition.steps)))
         if await self.store.create(row):
             log.info("saga_started", saga=row.id, kind=kind, request_id=request_id)
-            return Outcome.of(await self._drive(row.id, claimed=True, fresh=True))
+            return self.outcome(await self._drive(row.id, claimed=True, fresh=True))
         existing = await self.store.by_key(key)
         if existing is None:  # deleted in between: not expected, but never a silent second run
             raise SagaBusy(key)
         if existing.kind != kind or existing.command != dict(command):
             raise SagaConflict(existing.id)
-        return Outcome.of(await self._settled(existing))
+        return self.outcome(await self._settled(existing))
 
     async def drive(self, saga_id: str) -> Outcome | None:
         """Drive one unfinished saga as far as it goes now (resume); None if another process holds it."""
         if not await self.store.claim(saga_id, self.owner, self.clock_ms(), self.settings.lease_ms):
             return None
-        return Outcome.of(await self._drive(saga_id, claimed=True))
+        return self.outcome(await self._drive(saga_id, claimed=True))
 
     async def resume_due(self, limit: int = 100) -> int:
         """Drive every unfinished saga that is due: after start-up, and periodically. Returns how many ran."""
@@ -254,6 +258,9 @@ class SagaRunner:
             except Exception as exc:  # one broken saga must not stop the others; it is logged and retried
                 log.error("saga_resume_failed", saga=saga_id, **failure_fields(exc))
         return ran
+
+    def outcome(self, row: SagaRow) -> Outcome:
+        return Outcome.of(row, self.kinds.get(row.kind))
 
     async def renew_leases(self) -> None:
         await self.store.renew(list(self._driving), self.owner, self.clock_ms() + self.settings.lease_ms)
@@ -459,15 +466,15 @@ class SagaRunner:
     async def _retry_later(self, row: SagaRow, state: SagaState, error: Any) -> None:
         current = await self._get(row.id)
         if current.attempts >= self.settings.max_attempts:
-            await self._attention(current, f"gave up after {current.attempts} attempts")
+            await self._attention(current, f"gave up after {current.attempts} attempts", error)
             return
         delay = min(self.settings.retry_max_ms, self.settings.retry_base_ms * 2 ** max(0, current.attempts - 1))
         delay = int(delay * (0.75 + random.random() / 2))
         await self.store.saga(row.id, self.clock_ms(), state, next_attempt_ms=self.clock_ms() + delay, error=error)
         log.info("saga_retry_scheduled", saga=row.id, state=state.value, in_ms=delay)
 
-    async def _attention(self, row: SagaRow, why: str) -> None:
-        error = dict(row.error or {})
+    async def _attention(self, row: SagaRow, why: str, cause: Any = None) -> None:
+        error = dict(cause or row.error or {})
         error["attention"] = why
         await self.store.saga(row.id, self.clock_ms(), SagaState.NEEDS_ATTENTION, error=error, next_attempt_ms=None)
         log.error("saga_needs_attention", saga=row.id, kind=row.kind, reason=why)

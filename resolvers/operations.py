@@ -38,8 +38,8 @@ async def run(info: GatewayInfo, kind: str, command: dict[str, Any]) -> Outcome:
         raise GraphQLError("the operation with this Idempotency-Key is still running; retry shortly",
                            extensions={"code": "IDEMPOTENCY_KEY_IN_USE"}) from None
     ctx.sagas.append(outcome)
-    if outcome.state in ACCEPTED or outcome.rejection is not None:
-        return outcome
+    if outcome.committed or outcome.state in ACCEPTED or outcome.rejection is not None:
+        return outcome  # done, or done where it counts (a later step waits or needs a person: see `saga`)
     raise _failure(info, outcome)
 
 
@@ -70,4 +70,4 @@ def user_errors(outcome: Outcome) -> list[RuleViolation]:
 def result(outcome: Outcome, step: str) -> dict[str, Any] | None:
     """A step's logged result, if the step is done (None for a refused operation)."""
     found = outcome.results.get(step)
-    return dict(found) if isinstance(found, dict) and outcome.state in ACCEPTED else None
+    return dict(found) if isinstance(found, dict) and (outcome.committed or outcome.state in ACCEPTED) else None

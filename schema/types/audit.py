@@ -18,6 +18,21 @@ class AuditUpstreamCall:
                                               "stale (served past its freshness while refreshing or failing).")
 
 
+@strawberry.type(description="A step of a business operation, as it stood when the operation's request ended.")
+class AuditSagaStep:
+    name: str = strawberry.field(description="The step, e.g. write_erp_order.")
+    state: str = strawberry.field(description="Its state then: DONE, RETRYING, COMPENSATED, ... (see SagaStepState).")
+    attempts: int = strawberry.field(description="How often it had been tried.")
+
+
+@strawberry.type(description="A business operation an audited request ran (or found already run, for a retry).")
+class AuditSaga:
+    id: str = strawberry.field(description="The saga's id (`Saga.id`, `gateway sagas list`).")
+    kind: str = strawberry.field(description="The operation: placeOrder, bookShipment, ...")
+    state: str = strawberry.field(description="Its state when the request ended (see SagaState).")
+    steps: list[AuditSagaStep] = strawberry.field(description="Each step's outcome then.")
+
+
 @strawberry.type(description="One audited operation. Variables are kept only as a keyed hash.")
 class AuditEvent:
     record: strawberry.Private[AuditRecord]
@@ -109,6 +124,14 @@ class AuditEvent:
     def upstream(self) -> list[AuditUpstreamCall]:
         return [AuditUpstreamCall(source=c.source, operation=c.operation, status=c.status, ms=c.ms, cache=c.cache)
                 for c in self.record.upstream]
+
+
+    @strawberry.field(description="The business operations the request ran, with each step's outcome; empty for "
+                                  "reads.")
+    def sagas(self) -> list[AuditSaga]:
+        return [AuditSaga(id=g.id, kind=g.kind, state=g.state,
+                          steps=[AuditSagaStep(name=s.name, state=s.state, attempts=s.attempts) for s in g.steps])
+                for g in self.record.sagas]
 
 
 @strawberry.input(description="Audit trail filters; all given ones must match.")

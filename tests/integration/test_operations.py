@@ -328,3 +328,185 @@ async def test_cancel_order_releases_the_allocation_once(world: World, erp: Erp,
         assert error["code"] == "ORDER_NOT_CANCELLABLE" and "cancelled" in error["message"]
         assert erp.balance(sku, warehouse) == (5, 0)
         assert len(await crm_interactions(gw, c.crm_id, f"Order {number} cancelled")) == 1
+
+
+CREATE_PO = """mutation($input: CreatePurchaseOrderInput!) { createPurchaseOrder(input: $input) {
+  purchaseOrder { number status lines { quantity product { sku } } } userErrors { code field message }
+  saga { state } } }"""
+RECEIVE_PO = """mutation($input: ReceivePurchaseOrderInput!) { receivePurchaseOrder(input: $input) {
+  purchaseOrder { number status } stock { warehouse { code } onHand } userErrors { code field message }
+  saga { state steps { name state } } } }"""
+CONFIRM_PO = """mutation Confirm($n: String!, $on: Date) { confirmPurchaseOrder(number: $n, expectedOn: $on) {
+  purchaseOrder { number status expectedOn } userErrors { code message } saga { state } } }"""
+
+
+def offer_of(world: World) -> tuple[str, str]:
+    """(supplier, sku) of an offer the supplier portal knows, for an item the ERP knows."""
+    items = {i.number for i in world.items}
+    offer = next(o for o in world.offers if o.item in items)
+    return offer.supplier, offer.item
+
+
+async def test_a_purchase_order_is_created_confirmed_by_its_supplier_and_received_into_stock(
+        world: World, erp: Erp, tmp_path: Path) -> None:
+    supplier, sku = offer_of(world)
+    warehouse = erp.one("SELECT TRIM(WHWHSE) FROM WHSMAS ORDER BY WHWHSE LIMIT 1")[0]
+    erp.run("DELETE FROM ITMBAL WHERE TRIM(IBITNO) = ? AND TRIM(IBWHSE) = ?", sku, warehouse)
+    async with gateway_on(world, erp, tmp_path) as gw:
+        created = await gw.query(CREATE_PO, {"input": {"supplier": supplier, "lines": [{"sku": sku, "quantity": 12}],
+                                                       "expectedOn": "2027-01-15"}}, token=gw.jwt("ops"))
+        assert "errors" not in created, created
+        po = created["data"]["createPurchaseOrder"]["purchaseOrder"]
+        assert po["status"] == "SENT" and po["lines"] == [{"quantity": 12, "product": {"sku": sku}}]
+        token = await gw.partner_token(supplier)
+        confirmed = await gw.partner_query(CONFIRM_PO, {"n": po["number"], "on": "2027-01-10"}, token=token)
+        assert "errors" not in confirmed, confirmed
+        payload = confirmed["data"]["confirmPurchaseOrder"]
+        assert payload["purchaseOrder"] == {"number": po["number"], "status": "CONFIRMED", "expectedOn": "2027-01-10"}
+        assert payload["saga"] is None  # partners are not shown the gateway's steps
+        partial = await gw.query(RECEIVE_PO, {"input": {"number": po["number"], "warehouse": warehouse,
+                                                        "lines": [{"sku": sku, "quantity": 5}]}}, token=gw.jwt("ops"))
+        assert "errors" not in partial, partial
+        got = partial["data"]["receivePurchaseOrder"]
+        assert got["purchaseOrder"]["status"] == "PARTIALLY_RECEIVED"
+        assert got["stock"] == [{"warehouse": {"code": warehouse}, "onHand": 5}]
+        too_many = await gw.query(RECEIVE_PO, {"input": {"number": po["number"], "warehouse": warehouse,
+                                                         "lines": [{"sku": sku, "quantity": 8}]}}, token=gw.jwt("ops"))
+        (error,) = too_many["data"]["receivePurchaseOrder"]["userErrors"]
+        assert error["code"] == "QUANTITY_EXCEEDS_ORDER" and error["field"] == "input.lines.0.quantity"
+        rest = await gw.query(RECEIVE_PO, {"input": {"number": po["number"], "warehouse": warehouse,
+                                                     "lines": [{"sku": sku, "quantity": 7}]}}, token=gw.jwt("ops"))
+        assert rest["data"]["receivePurchaseOrder"]["purchaseOrder"]["status"] == "RECEIVED"
+        stock = (await gw.query(STOCK, {"sku": sku}))["data"]["product"]["stock"]
+        assert next(s for s in stock if s["warehouse"]["code"] == warehouse)["onHand"] == 12
+    assert erp.balance(sku, warehouse) == (12, 0)
+
+
+async def test_a_supplier_cannot_confirm_another_suppliers_purchase_order(world: World, erp: Erp,
+                                                                          tmp_path: Path) -> None:
+    po = next(p for p in world.purchase_orders if p.status == "SENT")
+    other = next(v.number for v in world.vendors if v.kind == "S" and v.number != po.supplier)
+    async with gateway_on(world, erp, tmp_path) as gw:
+        token = await gw.partner_token(other)
+        body = await gw.partner_query(CONFIRM_PO, {"n": po.id}, token=token)
+        assert body["data"] == {"confirmPurchaseOrder": None}
+        assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert not any("confirm" in p for p in gw.upstream["supplier"].paths)
+        # Staff do not confirm for the supplier, whatever their scopes.
+        staff = await gw.query(CONFIRM_PO, {"n": po.id}, token=gw.jwt("admin"))
+        assert staff["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        # And the supplier's own token needs the confirm scope and a trusted document.
+        owner = await gw.partner_token(po.supplier, frozenset({"purchase_orders:read"}))
+        unscoped = await gw.partner_query(CONFIRM_PO, {"n": po.id}, token=owner)
+        assert unscoped["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        mine = await gw.partner_token(po.supplier)
+        free = await gw.client.post("/graphql", json={"query": CONFIRM_PO + " ", "variables": {"n": po.id}},
+                                    headers=gw.bearer(mine))
+        assert free.status_code == 403 and free.json()["errors"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
+        assert not any("confirm" in p for p in gw.upstream["supplier"].paths)
+
+
+WRITES = {
+    "placeOrder": ("orders:write", PLACE, {"input": {"customer": "100001", "warehouse": "DAL",
+                                                     "lines": [{"sku": "BRG00001", "quantity": 1}]}}),
+    "cancelOrder": ("orders:write", CANCEL, {"n": "5000001"}),
+    "bookShipment": ("shipments:write", BOOK, {"o": "5000001", "c": "V00001"}),
+    "createPurchaseOrder": ("purchase_orders:write", CREATE_PO, {"input": {"supplier": "V00001", "lines": [
+        {"sku": "BRG00001", "quantity": 1}]}}),
+    "receivePurchaseOrder": ("purchase_orders:write", RECEIVE_PO, {"input": {"number": "PO-2026-000001",
+                                                                             "warehouse": "DAL", "lines": [
+                                                                                 {"sku": "BRG00001", "quantity": 1}]}}),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(WRITES))
+async def test_each_operation_needs_its_scope_and_refused_ones_touch_nothing(gw: Harness, mutation: str) -> None:
+    scope, document, variables = WRITES[mutation]
+    body = await gw.query(document, variables, token=gw.jwt(f"all-but:{scope}"))
+    assert body["data"] == {mutation: None}
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"], body
+    assert gw.sql == [] and all(t.total == 0 for t in gw.upstream.values())
+    assert await gw.app.state.services.operations.list() == [] or all(
+        r.request_id != body.get("extensions", {}).get("requestId") for r in await gw.app.state.services.operations.list())
+
+
+async def test_the_audit_record_carries_the_saga_and_each_steps_outcome(world: World, erp: Erp,
+                                                                        tmp_path: Path) -> None:
+    c = linked_customer(world, min_orders=1)
+    erp.give_credit(c.erp_number)
+    sku, warehouse, _ = erp.stock_item()
+    erp.set_available(sku, warehouse, 3)
+    async with gateway_on(world, erp, tmp_path) as gw:
+        gw.faults["crm"].outage = True
+        placed = await gw.query(PLACE, order_input(c.erp_number, sku, warehouse), token=gw.jwt("sales"))
+        saga_id = placed["data"]["placeOrder"]["saga"]["id"]
+        trail = await gw.query("""{ auditEvents(first: 5) { edges { node {
+            sagas { id kind state steps { name state attempts } } } } } }""")
+        gw.faults["crm"].outage = False
+    events = [e["node"] for e in trail["data"]["auditEvents"]["edges"] if e["node"]["sagas"]]
+    assert events[0]["sagas"] == [{"id": saga_id, "kind": "placeOrder", "state": "PENDING", "steps": [
+        {"name": "write_erp_order", "state": "DONE", "attempts": 1},
+        {"name": "record_crm_interaction", "state": "RETRYING", "attempts": 1}]}]
+
+
+async def test_a_saga_that_cannot_finish_needs_attention_and_is_listed(world: World, erp: Erp,
+                                                                       tmp_path: Path) -> None:
+    c = linked_customer(world, min_orders=1)
+    erp.give_credit(c.erp_number)
+    sku, warehouse, _ = erp.stock_item()
+    erp.set_available(sku, warehouse, 3)
+    async with gateway_on(world, erp, tmp_path, operations={"max_attempts": 1}) as gw:
+        gw.faults["crm"].outage = True
+        placed = await gw.query(PLACE, order_input(c.erp_number, sku, warehouse), token=gw.jwt("sales"))
+        payload = placed["data"]["placeOrder"]
+        assert payload["order"] is not None and payload["saga"]["state"] == "NEEDS_ATTENTION"
+        listed = await gw.query("""{ sagas(first: 10, states: [NEEDS_ATTENTION]) { edges { node {
+            id kind state errorCode error steps { name state } } } } }""", token=gw.jwt("ops"))
+        (node,) = [e["node"] for e in listed["data"]["sagas"]["edges"]]
+        assert node["id"] == payload["saga"]["id"] and node["errorCode"] == "SOURCE_UNAVAILABLE"
+        assert "gave up after 1 attempts" in node["error"]
+        denied = await gw.query("{ sagas(first: 1) { edges { cursor } } }", token=gw.jwt("sales"))
+        assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        gw.faults["crm"].outage = False
+
+
+async def fifty_orders_for_ten_units(world: World, url: str, tmp_path: Path) -> None:
+    from sqlalchemy import select, update
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from demo.erp.schema import CUSMAS, ITMBAL
+    from demo.erp.seed import seed
+
+    await seed(url, world)
+    c = linked_customer(world, min_orders=1)
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(update(CUSMAS).where(CUSMAS.c.CMCUNO == c.erp_number.rjust(8)).values(
+                CMCRLM=1_000_000_000, CMBALD=0, CMSTAT="A", CMCURR="USD"))
+            sku, warehouse = (await conn.execute(select(ITMBAL.c.IBITNO, ITMBAL.c.IBWHSE)
+                                                 .order_by(ITMBAL.c.IBITNO, ITMBAL.c.IBWHSE))).first()
+            here = (ITMBAL.c.IBITNO == sku) & (ITMBAL.c.IBWHSE == warehouse)
+            await conn.execute(update(ITMBAL).where(here).values(IBQOH=10, IBQAL=0))
+        async with running_gateway(world, url, tmp_path / "gateway.db") as gw:
+            token = gw.jwt("sales")
+            bodies = await asyncio.gather(*(gw.query(PLACE, order_input(c.erp_number, sku.strip(), warehouse.strip()),
+                                                     token=token) for _ in range(50)))
+        placed = [b["data"]["placeOrder"]["order"]["number"] for b in bodies if b["data"]["placeOrder"]["order"]]
+        refused = [b["data"]["placeOrder"]["userErrors"][0]["code"] for b in bodies
+                   if b["data"]["placeOrder"]["userErrors"]]
+        assert len(placed) == 10 and len(set(placed)) == 10, bodies[:1]
+        assert refused == ["INSUFFICIENT_STOCK"] * 40
+        async with engine.connect() as conn:
+            balance = (await conn.execute(select(ITMBAL.c.IBQOH, ITMBAL.c.IBQAL).where(here))).one()
+        assert tuple(balance) == (10, 10)
+    finally:
+        await engine.dispose()
+
+
+async def test_fifty_concurrent_orders_on_postgresql(world: World, postgres_url: str, tmp_path: Path) -> None:
+    await fifty_orders_for_ten_units(world, postgres_url, tmp_path)
+
+
+async def test_fifty_concurrent_orders_on_mariadb(world: World, mariadb_url: str, tmp_path: Path) -> None:
+    await fifty_orders_for_ten_units(world, mariadb_url, tmp_path)
