@@ -10,6 +10,7 @@ never INTERNAL_ERROR and never a 5xx. The run is derandomized, so CI sees the sa
 from __future__ import annotations
 
 import base64
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -150,9 +151,12 @@ def operation(coordinate: str, args: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 async def fuzz_gw(world: World, erp_sqlite_url: str, tmp_path_factory: pytest.TempPathFactory
                   ) -> AsyncIterator[Harness]:
-    """A gateway of its own: the mutations fuzzed here change its CRM only, not the shared one's."""
-    db = Path(tmp_path_factory.mktemp("fuzz")) / "gateway.db"
-    async with running_gateway(world, erp_sqlite_url, db) as harness:
+    """A gateway of its own, on its own copy of the ERP: the mutations fuzzed here may change its CRM, its
+    partner systems and its ERP, never the shared ones."""
+    folder = Path(tmp_path_factory.mktemp("fuzz"))
+    erp = folder / "erp.db"
+    shutil.copyfile(erp_sqlite_url.removeprefix("sqlite+aiosqlite:///"), erp)
+    async with running_gateway(world, f"sqlite+aiosqlite:///{erp}", folder / "gateway.db") as harness:
         yield harness
 
 
