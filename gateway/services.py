@@ -111,6 +111,7 @@ async def build_services(settings: Settings, db: AsyncEngine,
     operations = Operations(
         db, Systems(erp=erp, erp_writer=writer, crm=crm, supplier=supplier, logistics=logistics, crosswalk=crosswalk),
         cache, entity_operations, resume_interval_s=config.resume_interval_s,
+        outbox_retention_s=config.outbox_retention_s,
         settings=SagaSettings(lease_ms=int(config.lease_s * 1000), inline_attempts=config.inline_attempts,
                               inline_backoff_s=config.inline_backoff_s,
                               step_timeout_s=config.step_timeout_s, retry_base_ms=int(config.retry_base_s * 1000),

@@ -383,6 +383,8 @@ class OperationsSettings(_Strict):
         "how long a retried operation waits for its first run, still going in another process"))
     resume_interval_s: float = Field(5, gt=0, le=3_600, description=(
         "how often each gateway process looks for sagas to resume and changes to publish"))
+    outbox_retention_s: float = Field(7 * 86_400, gt=0, description=(
+        "published changes are kept in the outbox this long (for inspection), then deleted"))
 
 
 class CrosswalkSettings(_Strict):

@@ -4,6 +4,7 @@ loop that resumes unfinished sagas and publishes what was left unpublished."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from sources.cache import Cache
 from sources.tasks import failure_fields, watch
 
 log = structlog.get_logger("operations")
+PURGE_EVERY_S = 3_600
 
 
 def principal_json(principal: Principal) -> dict[str, Any]:
@@ -34,7 +36,7 @@ class Operations:
     def __init__(self, engine: AsyncEngine, systems: Systems, cache: Cache,
                  entity_operations: Mapping[str, Mapping[str, tuple[str, ...]]], *,
                  settings: SagaSettings | None = None, resume_interval_s: float = 5.0,
-                 consumers: Sequence[Consumer] = ()) -> None:
+                 outbox_retention_s: float = 7 * 86_400, consumers: Sequence[Consumer] = ()) -> None:
         self.systems = systems
         self.store = SagaStore(engine)
         self.relay = Relay(self.store, [CacheInvalidation(cache, entity_operations, self._on_change), *consumers])
@@ -42,6 +44,8 @@ class Operations:
                  create_purchase_order(systems), receive_purchase_order(systems), confirm_purchase_order(systems))
         self.runner = SagaRunner(self.store, kinds, publish=self.relay.deliver, settings=settings)
         self.resume_interval_s = resume_interval_s
+        self.outbox_retention_s = outbox_retention_s
+        self._purged_at = 0.0
         self._loop_task: asyncio.Task[None] | None = None
 
     def _on_change(self, change: Any) -> None:
@@ -77,9 +81,20 @@ class Operations:
                 driven = await self.resume()
                 if driven:
                     log.info("sagas_resumed", count=driven)
+                await self._purge()
             except Exception as exc:  # a database hiccup: logged, and the next round tries again
                 log.error("operations_round_failed", **failure_fields(exc))
             await asyncio.sleep(self.resume_interval_s)
+
+    async def _purge(self) -> None:
+        """At most once an hour: drop outbox rows published longer ago than the retention."""
+        now = time.time()
+        if now - self._purged_at < PURGE_EVERY_S:
+            return
+        self._purged_at = now
+        purged = await self.store.purge_published(int((now - self.outbox_retention_s) * 1000))
+        if purged:
+            log.info("outbox_purged", count=purged)
 
     async def aclose(self) -> None:
         if self._loop_task is not None:

@@ -264,6 +264,13 @@ class SagaStore:
                                                              r["key"], orjson.loads(r["payload"])),
                           int(r["created_ms"])) for r in rows]
 
+    async def purge_published(self, before_ms: int) -> int:
+        """Forget outbox rows published before `before_ms` (their consumers have them); returns how many."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(OUTBOX.delete().where(OUTBOX.c.published_ms.is_not(None),
+                                                            OUTBOX.c.published_ms < before_ms))
+            return int(done.rowcount or 0)
+
     async def mark_published(self, ids: Sequence[int], now_ms: int) -> None:
         if not ids:
             return
