@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +191,31 @@ def demo_jwt(secrets: DemoSecrets, role: str = "admin", hours: int = 12) -> str:
                        "exp": now + hours * 3600, "roles": [role]}, secrets.jwt_secret, algorithm="HS256")
 
 
+#: The order `place_order_example` places: in stock and within the customer's credit in the seeded demo.
+EXAMPLE_ORDER = {"customer": "100001", "warehouse": "CHI", "reference": "PO-4711",
+                 "lines": [{"sku": "FLT00008", "quantity": 2}]}
+
+
+def place_order_example(url: str, token: str) -> str:
+    """A curl command placing an order as a sales user, with an Idempotency-Key (so running it twice places one)."""
+    body = json.dumps({"query": "mutation Place($input: PlaceOrderInput!) { placeOrder(input: $input) { "
+                                "order { number status total { amount currency } } userErrors { code field message } "
+                                "saga { id state steps { name state } } } }",
+                       "variables": {"input": EXAMPLE_ORDER}})
+    return (f"Place an order (role sales; run it twice: the same key answers the first result again, with "
+            f"Idempotent-Replayed: true, and places nothing):\n  curl -s {url} -H 'content-type: application/json' "
+            f"-H 'authorization: Bearer {token}' -H 'idempotency-key: {uuid.uuid4()}' -d '{body}'\n")
+
+
+def supplier_example(config: Path) -> str:
+    """The operator's commands that let supplier V00002 confirm its purchase orders (README, partner guide)."""
+    return (f"Let supplier V00002 confirm its purchase orders (prints its token, then the document's id):\n"
+            f"  GATEWAY_CONFIG={config} uv run gateway tokens create --partner V00002 --name po-confirm "
+            f"--scope purchase_orders:read --scope purchase_orders:confirm\n"
+            f"  GATEWAY_CONFIG={config} uv run gateway documents add "
+            f"docs/partner-operations/confirm-purchase-order.graphql\n")
+
+
 def _exit_on_signal(signum: int, _: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -205,7 +232,8 @@ def run_demo(options: DemoOptions, console: Console) -> None:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     with sample_systems(options):
         url = f"http://127.0.0.1:{options.port}/graphql"
-        token = demo_jwt(load_or_create(options.data_dir))
+        secrets = load_or_create(options.data_dir)
+        token = demo_jwt(secrets)
         console.rule("[bold]gateway demo")
         console.print(f"GraphiQL, signed in as the demo admin (the token stays in the URL fragment, "
                       f"which browsers never send):\n  {url}#token={token}\n", soft_wrap=True)
@@ -215,5 +243,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
         console.print(f"curl: curl -s {url} -H 'content-type: application/json' -H 'authorization: Bearer {token}' "
                       "-d '{\"query\": \"{ customer(number: \\\"100001\\\") { name creditLimit { amount } } }\"}'\n",
                       soft_wrap=True)
+        for text in (place_order_example(url, demo_jwt(secrets, role="sales")), supplier_example(config)):
+            console.print(text, soft_wrap=True, markup=False, highlight=False)
         uvicorn.run("gateway.asgi:create", factory=True, host="127.0.0.1", port=options.port, log_level="info",
                     access_log=False)
