@@ -514,9 +514,6 @@ def schema_check(
         raise typer.Exit(1)
 
 
-if __name__ == "__main__":
-    app()
-
 
 SAGA_STATE_STYLE = {"COMPLETED": "green", "PENDING": "yellow", "RUNNING": "cyan", "COMPENSATING": "yellow",
                     "REJECTED": "blue", "FAILED": "red", "NEEDS_ATTENTION": "bold red"}
@@ -590,3 +587,7 @@ def sagas_resume(config: ConfigOption = None) -> None:
         console.print(f"[bold red]{attention} saga(s) need attention: gateway sagas list --state NEEDS_ATTENTION"
                       "[/bold red]")
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

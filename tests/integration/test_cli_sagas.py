@@ -170,9 +170,6 @@ def test_sagas_resume_exits_1_while_a_saga_needs_attention(configured: Sagas) ->
     assert "1 saga(s) need attention" in result.output
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: gateway/cli.py calls app() under `if __name__ == '__main__'` "
-                                       "before the `sagas` commands are registered, so `python -m gateway.cli sagas "
-                                       "...` answers 'No such command'")
 def test_sagas_list_through_python_dash_m(configured: Sagas) -> None:
     result = subprocess.run([sys.executable, "-m", "gateway.cli", "sagas", "list", "--json"],
                             capture_output=True, text=True, timeout=60, env=os.environ.copy())
