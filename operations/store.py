@@ -200,6 +200,8 @@ class SagaStore:
             values["result"] = _json(result)
         if error is not None:
             values["error"] = _json(error)
+        elif state in ("DONE", "COMPENSATED"):
+            values["error"] = None  # a step that got there has no failure to show
         async with self.engine.begin() as conn:
             await conn.execute(update(STEPS).where(STEPS.c.saga_id == saga_id, STEPS.c.position == position)
                                .values(**values))

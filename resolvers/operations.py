@@ -50,7 +50,8 @@ def _failure(info: GatewayInfo, outcome: Outcome) -> GraphQLError:
     if outcome.state is SagaState.FAILED:
         message += f"; undone: {', '.join(undone)}" if undone else "; nothing was changed"
     elif outcome.state is SagaState.COMPENSATING:
-        message += "; it is being undone in the background"
+        message += ("; it is being settled in the background: retry with the same Idempotency-Key for its "
+                    "outcome, never with a new one")
     elif outcome.state is SagaState.NEEDS_ATTENTION:
         message += f"; it needs attention ({error.get('attention', 'see the saga')})"
     extensions: dict[str, Any] = {"code": error.get("code", "INTERNAL_ERROR")}

@@ -50,8 +50,9 @@ describe_enum(UserErrorCode, "Why a business rule refused an operation. Nothing 
     "DUPLICATE_SKU": "The same SKU is on two lines; give each once.",
     "INVALID_QUANTITY": "A quantity below 1.",
     "NO_LINES": "An order without lines.",
-    "INSUFFICIENT_STOCK": "The warehouse has less available (on hand minus allocated) than the line asks for; the "
-                          "message says how much there is.",
+    "INSUFFICIENT_STOCK": "The warehouse has less available (on hand minus allocated) than the line asks for, or, "
+                          "for `bookShipment`, less on hand than the order ships; the message says how much there "
+                          "is.",
     "ORDER_NOT_FOUND": "No order has this number.",
     "ORDER_NOT_CANCELLABLE": "Only open or allocated orders can be cancelled; the message says what it is now.",
     "ORDER_NOT_SHIPPABLE": "Only open or allocated orders can be shipped; the message says what it is now.",
@@ -100,7 +101,8 @@ describe_enum(StepState, "Where one step of a business operation stands.", {
 class SagaStep:
     name: str = strawberry.field(description="The step, e.g. `write_erp_order`, `record_crm_interaction`.")
     state: StepState = strawberry.field(description="Where the step stands.")
-    attempts: int = strawberry.field(description="How often it (or its compensation) was tried.")
+    attempts: int = strawberry.field(description="How often it (or its compensation) was started; each start tries "
+                                                 "up to `operations.inline_attempts` times in place.")
     error: str | None = strawberry.field(description="Why its last attempt failed, if it did.")
 
     @classmethod
