@@ -51,10 +51,14 @@ def po_changed(po: PurchaseOrder) -> Done:
                         {"supplier": po.supplier, "status": po.status.value}),))
 
 
-async def _purchase_order(systems: Systems, number: str) -> PurchaseOrder:
+async def _purchase_order(systems: Systems, number: str, statuses: tuple[PurchaseOrderStatus, ...],
+                          refusal: str) -> PurchaseOrder:
+    """The purchase order, if it exists and is in one of `statuses`; else the rule `refusal` says no."""
     found = (await systems.supplier.purchase_orders([number])).get(number)
     if found is None:
         raise RuleViolation("PURCHASE_ORDER_NOT_FOUND", f"there is no purchase order {number}", "number")
+    if found.status not in statuses:
+        raise RuleViolation(refusal, f"purchase order {found.number} is {found.status.value}", "number")
     return found
 
 
@@ -83,10 +87,7 @@ def create_purchase_order(systems: Systems) -> SagaKind:
 
 def receive_purchase_order(systems: Systems) -> SagaKind:
     async def check(ctx: StepContext) -> Done:
-        po = await _purchase_order(systems, str(ctx.command["number"]))
-        if po.status not in RECEIVABLE:
-            raise RuleViolation("PURCHASE_ORDER_NOT_RECEIVABLE",
-                                f"purchase order {po.number} is {po.status.value}", "number")
+        po = await _purchase_order(systems, str(ctx.command["number"]), RECEIVABLE, "PURCHASE_ORDER_NOT_RECEIVABLE")
         open_by_item = {li.item: li.quantity - li.received_quantity for li in po.lines}
         for i, (sku, quantity) in enumerate(_lines(ctx)):
             if sku not in open_by_item:
@@ -122,10 +123,7 @@ def receive_purchase_order(systems: Systems) -> SagaKind:
 
 def confirm_purchase_order(systems: Systems) -> SagaKind:
     async def check(ctx: StepContext) -> Done:
-        po = await _purchase_order(systems, str(ctx.command["number"]))
-        if po.status not in CONFIRMABLE:
-            raise RuleViolation("PURCHASE_ORDER_NOT_CONFIRMABLE",
-                                f"purchase order {po.number} is {po.status.value}", "number")
+        await _purchase_order(systems, str(ctx.command["number"]), CONFIRMABLE, "PURCHASE_ORDER_NOT_CONFIRMABLE")
         return Done()
 
     async def confirm(ctx: StepContext) -> Done:

@@ -77,6 +77,14 @@ class Erp:
     def give_credit(self, customer: str) -> None:
         self.run("UPDATE CUSMAS SET CMCRLM = 1000000000, CMBALD = 0, CMSTAT = 'A' WHERE TRIM(CMCUNO) = ?", customer)
 
+    def ready_to_order(self, world: World, available: int) -> tuple[Any, str, str]:
+        """(customer, sku, warehouse): a CRM-linked customer with credit, and an item with `available` units."""
+        c = linked_customer(world, min_orders=1)
+        self.give_credit(c.erp_number)
+        sku, warehouse, _ = self.stock_item()
+        self.set_available(sku, warehouse, available)
+        return c, sku, warehouse
+
 
 @pytest.fixture
 def erp(erp_sqlite_url: str, tmp_path: Path) -> Erp:
@@ -154,10 +162,7 @@ async def test_place_order_writes_erp_and_crm_and_every_read_shows_it(world: Wor
 @pytest.mark.parametrize("case", ["stock", "credit", "sku", "inactive", "warehouse", "customer"])
 async def test_business_rules_are_user_errors_and_change_nothing(world: World, erp: Erp, tmp_path: Path,
                                                                  case: str) -> None:
-    c = linked_customer(world, min_orders=1)
-    erp.give_credit(c.erp_number)
-    sku, warehouse, _ = erp.stock_item()
-    erp.set_available(sku, warehouse, 2)
+    c, sku, warehouse = erp.ready_to_order(world, 2)
     variables = order_input(c.erp_number, sku, warehouse, 1)
     expected = {"stock": ("INSUFFICIENT_STOCK", "input.lines.0.quantity"), "credit": ("CREDIT_LIMIT_EXCEEDED", None),
                 "sku": ("UNKNOWN_SKU", "input.lines.0.sku"), "inactive": ("CUSTOMER_INACTIVE", None),
@@ -191,10 +196,7 @@ async def test_business_rules_are_user_errors_and_change_nothing(world: World, e
 
 
 async def test_fifty_concurrent_orders_for_ten_units(world: World, erp: Erp, tmp_path: Path) -> None:
-    c = linked_customer(world, min_orders=1)
-    erp.give_credit(c.erp_number)
-    sku, warehouse, _ = erp.stock_item()
-    erp.set_available(sku, warehouse, 10)
+    c, sku, warehouse = erp.ready_to_order(world, 10)
     async with gateway_on(world, erp, tmp_path) as gw:
         token = gw.jwt("sales")
         bodies = await asyncio.gather(*(gw.query(PLACE, order_input(c.erp_number, sku, warehouse), token=token)
@@ -210,10 +212,7 @@ async def test_fifty_concurrent_orders_for_ten_units(world: World, erp: Erp, tmp
 
 async def test_one_idempotency_key_five_times_at_once_and_after_a_restart(world: World, erp: Erp,
                                                                           tmp_path: Path) -> None:
-    c = linked_customer(world, min_orders=1)
-    erp.give_credit(c.erp_number)
-    sku, warehouse, _ = erp.stock_item()
-    erp.set_available(sku, warehouse, 5)
+    c, sku, warehouse = erp.ready_to_order(world, 5)
     orders_before = erp.one("SELECT COUNT(*) FROM ORDHDR")[0]
     body = {"query": PLACE, "variables": order_input(c.erp_number, sku, warehouse, 2)}
     async with gateway_on(world, erp, tmp_path) as gw:
@@ -234,10 +233,7 @@ async def test_one_idempotency_key_five_times_at_once_and_after_a_restart(world:
 
 async def test_crm_down_the_order_stands_and_its_interaction_is_recorded_once_when_it_is_back(
         world: World, erp: Erp, tmp_path: Path) -> None:
-    c = linked_customer(world, min_orders=1)
-    erp.give_credit(c.erp_number)
-    sku, warehouse, _ = erp.stock_item()
-    erp.set_available(sku, warehouse, 5)
+    c, sku, warehouse = erp.ready_to_order(world, 5)
     async with gateway_on(world, erp, tmp_path) as gw:
         gw.faults["crm"].outage = True
         body = await gw.query(PLACE, order_input(c.erp_number, sku, warehouse), token=gw.jwt("sales"))
@@ -288,10 +284,7 @@ async def test_book_shipment_with_the_erp_failing_cancels_the_booking_and_says_s
 
 
 async def test_book_shipment_ships_the_order_and_its_stock(world: World, erp: Erp, tmp_path: Path) -> None:
-    c = linked_customer(world, min_orders=1)
-    erp.give_credit(c.erp_number)
-    sku, warehouse, _ = erp.stock_item()
-    erp.set_available(sku, warehouse, 9)
+    c, sku, warehouse = erp.ready_to_order(world, 9)
     carrier = next(v.number for v in world.vendors if v.kind == "C")
     async with gateway_on(world, erp, tmp_path) as gw:
         placed = await gw.query(PLACE, order_input(c.erp_number, sku, warehouse, 4), token=gw.jwt("sales"))
@@ -311,10 +304,7 @@ async def test_book_shipment_ships_the_order_and_its_stock(world: World, erp: Er
 
 
 async def test_cancel_order_releases_the_allocation_once(world: World, erp: Erp, tmp_path: Path) -> None:
-    c = linked_customer(world, min_orders=1)
-    erp.give_credit(c.erp_number)
-    sku, warehouse, _ = erp.stock_item()
-    erp.set_available(sku, warehouse, 5)
+    c, sku, warehouse = erp.ready_to_order(world, 5)
     async with gateway_on(world, erp, tmp_path) as gw:
         token = gw.jwt("sales")
         placed = await gw.query(PLACE, order_input(c.erp_number, sku, warehouse, 4), token=token)
@@ -433,10 +423,7 @@ async def test_each_operation_needs_its_scope_and_refused_ones_touch_nothing(gw:
 
 async def test_the_audit_record_carries_the_saga_and_each_steps_outcome(world: World, erp: Erp,
                                                                         tmp_path: Path) -> None:
-    c = linked_customer(world, min_orders=1)
-    erp.give_credit(c.erp_number)
-    sku, warehouse, _ = erp.stock_item()
-    erp.set_available(sku, warehouse, 3)
+    c, sku, warehouse = erp.ready_to_order(world, 3)
     async with gateway_on(world, erp, tmp_path) as gw:
         gw.faults["crm"].outage = True
         placed = await gw.query(PLACE, order_input(c.erp_number, sku, warehouse), token=gw.jwt("sales"))
@@ -452,10 +439,7 @@ async def test_the_audit_record_carries_the_saga_and_each_steps_outcome(world: W
 
 async def test_a_saga_that_cannot_finish_needs_attention_and_is_listed(world: World, erp: Erp,
                                                                        tmp_path: Path) -> None:
-    c = linked_customer(world, min_orders=1)
-    erp.give_credit(c.erp_number)
-    sku, warehouse, _ = erp.stock_item()
-    erp.set_available(sku, warehouse, 3)
+    c, sku, warehouse = erp.ready_to_order(world, 3)
     async with gateway_on(world, erp, tmp_path, operations={"max_attempts": 1}) as gw:
         gw.faults["crm"].outage = True
         placed = await gw.query(PLACE, order_input(c.erp_number, sku, warehouse), token=gw.jwt("sales"))
