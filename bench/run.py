@@ -1,4 +1,4 @@
-"""The benchmark: sample systems with realistic latencies, the gateway with 1 and 2 workers, four scenarios.
+"""The benchmark: sample systems with realistic latencies, the gateway with 1 and 2 workers, five scenarios.
 
 `python -m bench.run` (or `python bench/run.py`) starts `bench.stack.Stack`: the ERP seeded into PostgreSQL
 (scratch database `gw_bench`) behind the latency proxy (5 ms per statement), the CRM (15 ms), supplier and
@@ -21,8 +21,16 @@ concurrency 1 (wrk cannot pair its latencies with per-request server data, so th
 under load). The same sample gives the upstream calls per request (p50 and max). Both appear only for
 internal principals: the partner scenario shows "n/a" unless its answers carry them.
 
+The fifth scenario, `placeOrder` (bench/place_order.py, `--no-place-order` skips it), is a write: it runs
+on each live gateway after the reads, at each `--order-concurrency`, with a `sales` token, each request
+under its own `Idempotency-Key`, spread over many customers and items, plus a hot-row variant (one customer,
+one item) at the highest of those concurrencies. The ERP is prepared for it with SQL before the first gateway
+starts, and the orders of each measurement are removed after it. Its load driver reads every answer, so its
+overhead is measured at each concurrency; it reports orders/s and the share of sagas not COMPLETED.
+
 It prints a table and writes JSON under bench/results/<UTC timestamp>.json; it exits 1 if any request failed
-(transport error, non-2xx status, or a GraphQL `errors` entry), in the load or in the sample.
+(transport error, non-2xx status, or a GraphQL `errors` entry), in the load or in the sample, or any order was
+refused (`userErrors`) or not completed, or the ERP holds another number of orders than were answered.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,6 +62,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench import place_order as orders
 from bench.stack import Stack, percentile
 
 ROOT = Path(__file__).parents[1]
@@ -148,9 +158,15 @@ def _body(payload: dict[str, Any]) -> str:
     return json.dumps(payload)
 
 
+def customer_360_numbers(rng: random.Random) -> list[str]:
+    """The customers the customer 360 scenario asks for (its bodies' order)."""
+    return [str(100_001 + rng.randrange(5_000)) for _ in range(BODIES)]
+
+
 def scenarios(stack: Stack, partner_token: str, document_id: str) -> list[Scenario]:
-    """The four scenarios and their request payloads (the hot one runs on a cached gateway)."""
+    """The four read scenarios and their request payloads (the hot one runs on a cached gateway)."""
     rng = random.Random(42)
+    numbers = customer_360_numbers(rng)
     internal = {"authorization": f"Bearer {stack.admin_jwt}"}
     customer_360 = (EXAMPLES / "01-customer-360.graphql").read_text()
     order_list = (EXAMPLES / "02-order-list.graphql").read_text()
@@ -159,8 +175,7 @@ def scenarios(stack: Stack, partner_token: str, document_id: str) -> list[Scenar
     partner_items = [i.number for i in world.items if i.main_vendor == partner]
     return [
         Scenario("customer 360", False, internal, [
-            _body({"query": customer_360, "variables": {"number": str(100_001 + rng.randrange(5_000))}})
-            for _ in range(BODIES)]),
+            _body({"query": customer_360, "variables": {"number": number}}) for number in numbers]),
         Scenario("order list (50)", False, internal, [_body({"query": order_list})]),
         Scenario("partner inventory", False, {"authorization": f"Bearer {partner_token}"}, [
             _body({"documentId": document_id, "variables": {"sku": rng.choice(partner_items)}})
@@ -395,6 +410,72 @@ def table(results: list[dict[str, Any]], stack: Stack, driver: str) -> Table:
     return out
 
 
+def order_plan(stack: Stack) -> orders.OrderPlan:
+    """The place-order scenario's customers and items: none of the customers a read scenario asks for."""
+    return orders.plan(stack.options.world, [*customer_360_numbers(random.Random(42)), "100001"])
+
+
+def place_orders(stack: Stack, url: str, workers: int, plan: orders.OrderPlan, concurrencies: list[int],
+                 seconds: float, timeout: float) -> list[dict[str, Any]]:
+    """The place-order scenario on one gateway: a warm-up, then each concurrency, then the hot row."""
+    headers = {"content-type": "application/json", "authorization": f"Bearer {stack.jwt('sales')}"}
+    spread, hot = plan.bodies(hot=False), plan.bodies(hot=True)
+    world = stack.options.world
+    warm = orders.warm_up(url, headers, spread)
+    warm_placed = asyncio.run(orders.clear_orders(stack.erp_direct_url, world, plan))
+    warm_failures = warm.failures + ([] if warm_placed == warm.completed else [
+        f"warm-up: the ERP holds {warm_placed} orders for {warm.completed} completed answers"])
+    if warm_failures:
+        console.print(f"[red]place order warm-up, {workers} worker(s): {len(warm_failures)} failure(s), first: "
+                      f"{warm_failures[0]}[/red]")
+    runs = [("place order", spread, c) for c in concurrencies]
+    if max(concurrencies) > 1:
+        runs.append(("place order, hot row", hot, max(concurrencies)))
+    rows: list[dict[str, Any]] = []
+    for name, bodies, concurrency in runs:
+        run = orders.drive(url, headers, bodies, concurrency, seconds, timeout)
+        placed = asyncio.run(orders.clear_orders(stack.erp_direct_url, world, plan))
+        result = {"scenario": name, "workers": workers,
+                  **orders.summary(run, critical_path_ms), "erp_orders_written": placed}
+        if placed != result["completed"]:
+            result["failures"] += 1
+            result["first_failures"].append(
+                f"the ERP holds {placed} orders for {result['completed']} completed answers")
+        if not rows:
+            result["warm_up_failures"] = len(warm_failures)
+            result["failures"] += len(warm_failures)
+            result["first_failures"] = warm_failures[:3] + result["first_failures"]
+        rows.append(result)
+        console.print(f"{name}, {workers} worker(s), concurrency {concurrency}: {result['orders_per_s']:.1f} "
+                      f"orders/s, p50 {result['p50_ms']} ms, critical path p50 {result['critical_path_ms_p50']} ms, "
+                      f"overhead p50 {result['overhead_p50_ms']} ms, calls p50 {result['upstream_ms_p50']}, "
+                      f"failures {result['failures']}")
+        for failure in result["first_failures"]:
+            console.print(f"[red]  {failure}[/red]")
+    return rows
+
+
+def order_table(rows: list[dict[str, Any]]) -> Table:
+    out = Table(title="placeOrder (ERP transaction, then the CRM's interaction; sales token, one Idempotency-Key "
+                      "per request)",
+                caption="latencies in ms, every answer read (overhead at each concurrency): overhead = latency - "
+                        "critical path of the upstream calls; in brackets its part after the last call; "
+                        "not completed = answers whose saga is not COMPLETED")
+    for column in ("scenario", "workers", "conc.", "orders/s", "p50", "p95", "p99", "critical path p50",
+                   "overhead p50", "calls", "not completed", "failures"):
+        out.add_column(column, justify="left" if column == "scenario" else "right")
+    for r in rows:
+        ms = ["-" if r[k] is None else f"{r[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms", "critical_path_ms_p50")]
+        overhead = ("n/a" if r["overhead_p50_ms"] is None
+                    else f"{r['overhead_p50_ms']:.1f} ({r['gateway_after_last_call_ms_p50']:.1f})")
+        calls = "n/a" if r["upstream_calls_p50"] is None else f"{r['upstream_calls_p50']}-{r['upstream_calls_max']}"
+        share = "-" if r["not_completed_share"] is None else f"{r['not_completed_share']:.1%}"
+        failures = str(r["failures"])
+        out.add_row(r["scenario"], str(r["workers"]), str(r["concurrency"]), f"{r['orders_per_s']:.1f}", *ms,
+                    overhead, calls, share, f"[red]{failures}[/red]" if r["failures"] else failures)
+    return out
+
+
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the stack's processes are stopped too."""
@@ -419,6 +500,10 @@ def main() -> None:
     parser.add_argument("--driver", choices=("auto", "wrk", "httpx"), default="auto",
                         help="load generator (auto: wrk when installed, else httpx)")
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--place-order", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the placeOrder scenario (a write: the ERP is prepared for it and cleaned after)")
+    parser.add_argument("--order-concurrency", type=int, nargs="+", default=[1, 8],
+                        help="concurrencies of the placeOrder scenario (its hot row runs at the highest)")
     args = parser.parse_args()
 
     driver = args.driver
@@ -434,45 +519,68 @@ def main() -> None:
 
     stack = Stack(postgres=args.postgres)
     results: list[dict[str, Any]] = []
+    order_results: list[dict[str, Any]] = []
     started = datetime.now(UTC)
     with _terminate_as_interrupt(), stack.running():
         plan: list[Scenario] = []
-        for workers in args.workers:
-            for cached in (False, True):
-                with stack.gateway(workers=workers, cached=cached) as url:
-                    if not plan:  # the gateway has created its database by now
-                        token = stack.cli("tokens", "create", "--partner", stack.options.world.items[0].main_vendor,
-                                          "--scope", "inventory:read", "--scope", "offers:read")
-                        plan = scenarios(stack, token, stack.cli("documents", "add", str(PARTNER_DOCUMENT)))
-                    for scenario in (s for s in plan if s.cached == cached):
-                        seq = sample(url, scenario, args.sample).summary()
-                        console.print(f"{scenario.name}, {workers} worker(s), sequential sample: {seq}")
-                        for concurrency in args.concurrency:
-                            if driver == "httpx":
-                                load = asyncio.run(drive_httpx(url, scenario, concurrency, args.seconds,
-                                                               args.timeout))
-                            else:
-                                load = drive_wrk(url, scenario, concurrency, args.seconds, args.timeout)
-                            if load.requests < concurrency:
-                                console.print(f"[yellow]{scenario.name} at {concurrency}: only {load.requests} "
-                                              "answers within the run; use more --seconds[/yellow]")
-                            results.append(row(scenario, workers, concurrency, load, seq))
-                            console.print(f"  concurrency {concurrency}: {load.requests / (load.seconds or 1):.1f} "
-                                          f"req/s, p50 {load.p50_ms:.1f} ms, errors {load.errors}")
+        ordering = order_plan(stack) if args.place_order else None
+        if ordering is not None:  # before any gateway reads the ERP
+            asyncio.run(orders.prepare(stack.erp_direct_url, stack.options.world, ordering))
+        try:
+            _measure(stack, args, driver, plan, results, order_results, ordering)
+        finally:
+            if ordering is not None:
+                asyncio.run(orders.restore(stack.erp_direct_url, stack.options.world, ordering))
 
     console.print(table(results, stack, driver))
+    if order_results:
+        console.print(order_table(order_results))
     out = ROOT / "bench" / "results" / f"{started:%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "started": started.isoformat(), "driver": driver, "nproc": len(os.sched_getaffinity(0)),
         "seconds": args.seconds, "sample": args.sample, "timeout": args.timeout,
         "latencies": dataclasses.asdict(stack.latencies), "results": results,
+        "place_order": order_results,
+        "order_plan": None if ordering is None else {
+            "customers": len(ordering.customers), "items": len(ordering.items), "warehouse": ordering.warehouse,
+            "gateway_database": tomllib.loads(stack.config(cached=False).read_text())["database_url"]},
     }, indent=2))
     console.print(f"written to {out.relative_to(ROOT)}")
-    failed = [r for r in results if r["errors"] or r["sample"]["errors"]]
+    failed = [r for r in results if r["errors"] or r["sample"]["errors"]] + [r for r in order_results if r["failures"]]
     if failed:
         console.print(f"[red]{len(failed)} scenario run(s) had errors[/red]")
         sys.exit(1)
+
+
+def _measure(stack: Stack, args: argparse.Namespace, driver: str, plan: list[Scenario],
+             results: list[dict[str, Any]], order_results: list[dict[str, Any]],
+             ordering: orders.OrderPlan | None) -> None:
+    """Every scenario on each gateway: the reads, then (on the live one) the place-order scenario."""
+    for workers in args.workers:
+        for cached in (False, True):
+            with stack.gateway(workers=workers, cached=cached) as url:
+                if not plan:  # the gateway has created its database by now
+                    token = stack.cli("tokens", "create", "--partner", stack.options.world.items[0].main_vendor,
+                                      "--scope", "inventory:read", "--scope", "offers:read")
+                    plan.extend(scenarios(stack, token, stack.cli("documents", "add", str(PARTNER_DOCUMENT))))
+                for scenario in (s for s in plan if s.cached == cached):
+                    seq = sample(url, scenario, args.sample).summary()
+                    console.print(f"{scenario.name}, {workers} worker(s), sequential sample: {seq}")
+                    for concurrency in args.concurrency:
+                        if driver == "httpx":
+                            load = asyncio.run(drive_httpx(url, scenario, concurrency, args.seconds, args.timeout))
+                        else:
+                            load = drive_wrk(url, scenario, concurrency, args.seconds, args.timeout)
+                        if load.requests < concurrency:
+                            console.print(f"[yellow]{scenario.name} at {concurrency}: only {load.requests} "
+                                          "answers within the run; use more --seconds[/yellow]")
+                        results.append(row(scenario, workers, concurrency, load, seq))
+                        console.print(f"  concurrency {concurrency}: {load.requests / (load.seconds or 1):.1f} "
+                                      f"req/s, p50 {load.p50_ms:.1f} ms, errors {load.errors}")
+                if ordering is not None and not cached:
+                    order_results.extend(place_orders(stack, url, workers, ordering, args.order_concurrency,
+                                                      args.seconds, args.timeout))
 
 
 if __name__ == "__main__":

@@ -76,18 +76,23 @@ class Stack:
     latencies: Latencies = field(default_factory=Latencies)
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gw-bench-")))
     options: DemoOptions = field(init=False)
-    erp_url: str = field(init=False, default="")
+    erp_url: str = field(init=False, default="")  # through the latency proxy, as the gateway reaches it
+    erp_direct_url: str = field(init=False, default="")  # the database itself, for preparing data
 
     def __post_init__(self) -> None:
         self.options = DemoOptions(port=free_port(), data_dir=self.folder)
 
     @property
     def admin_jwt(self) -> str:
-        return demo_jwt(load_or_create(self.folder), "admin")
+        return self.jwt("admin")
+
+    def jwt(self, role: str) -> str:
+        """A staff token of `role` (one of the gateway's default roles: sales, ops, support, admin)."""
+        return demo_jwt(load_or_create(self.folder), role)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Stack]:
-        erp_url = asyncio.run(prepare_erp(self.postgres, self.options))
+        erp_url = self.erp_direct_url = asyncio.run(prepare_erp(self.postgres, self.options))
         proxy_port = free_port()
         proxy = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "demo.erp.faultproxy", "--listen", f"127.0.0.1:{proxy_port}",
