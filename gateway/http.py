@@ -25,6 +25,7 @@ import structlog
 from graphql import DocumentNode, ExperimentalIncrementalExecutionResults, GraphQLError
 from graphql import OperationType as DocumentOperationType
 from graphql.execution import InitialIncrementalExecutionResult
+from starlette.background import BackgroundTask, BackgroundTasks
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from strawberry.exceptions import MissingQueryError
@@ -356,7 +357,10 @@ class GraphQLEndpoint:
                     return Response(orjson.dumps(body), status_code=503, media_type=JSON,
                                     headers={"X-Request-Id": request_id, "Retry-After": "5"})
             if claimed.lease is not None:
-                await _keep(claimed.lease, response, facts)
+                # Kept once the answer is on its way: retries meanwhile wait for it, and a process that dies
+                # before keeping it leaves a lease that runs out, after which a retry finds the saga's outcome.
+                lease, claimed.lease = claimed.lease, None
+                response.background = _then(response.background, BackgroundTask(_keep, lease, response, facts))
             return response
         finally:
             # Not kept (an answer that failed its audit, an unexpected error): the next retry runs again.
@@ -601,6 +605,15 @@ class GraphQLEndpoint:
         facts.body, facts.status = body, status
         return Response(orjson.dumps(body), status_code=status, media_type=media_type,
                         headers={"X-Request-Id": request_id, **(headers or {})})
+
+
+def _then(first: BackgroundTask | None, task: BackgroundTask) -> BackgroundTask:
+    """`task` after whatever the response already runs once it is sent."""
+    if first is None:
+        return task
+    tasks = BackgroundTasks()
+    tasks.tasks.extend([first, task])
+    return tasks
 
 
 async def _keep(lease: Lease, response: Response, facts: RequestFacts) -> None:
