@@ -30,18 +30,18 @@ class Relay:
 
     async def publish(self, saga_id: str | None = None) -> int:
         """Publish what is unpublished (of one saga, or all) and mark it so; returns how many changes went out."""
-        ids = await self.deliver(saga_id)
-        await self.store.mark_published(ids, self.clock_ms())
-        return len(ids)
-
-    async def deliver(self, saga_id: str | None = None) -> list[int]:
-        """Hand what is unpublished to the consumers; the caller marks the returned outbox ids published (a
-        saga does it in its next transaction). Until then the relay's loop may deliver them again."""
         rows = await self.store.unpublished(saga_id)
         if not rows:
-            return []
+            return 0
         changes = [row.change for row in rows]
         for consumer in self.consumers:
             await consumer(changes)  # a failure leaves them all unpublished, for the next round
-        log.debug("outbox_delivered", count=len(rows), saga=saga_id)
-        return [row.id for row in rows]
+        await self.store.mark_published([row.id for row in rows], self.clock_ms())
+        log.debug("outbox_published", count=len(rows), saga=saga_id)
+        return len(rows)
+
+    async def deliver(self, changes: Sequence[Change]) -> None:
+        """Hand a saga's changes, just logged, to the consumers; the saga marks them published in its next
+        transaction. Until then the relay's loop may deliver them again."""
+        for consumer in self.consumers:
+            await consumer(changes)

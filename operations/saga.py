@@ -28,8 +28,8 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -180,15 +180,19 @@ def _definite(exc: BaseException) -> bool:
 
 @dataclass(slots=True)
 class _Run:
-    """One drive of one saga in this process: outbox rows delivered but not yet marked, and whether the
-    saga's final commit already gave up the lease."""
+    """One drive of one saga in this process: whether changes were delivered but not yet marked published (and
+    whether a delivery failed: then the relay's loop publishes and marks them all), whether the saga's final
+    commit already gave up the lease, and the saga as that commit left it."""
 
-    delivered: list[int] = field(default_factory=list)
+    delivered: bool = False
+    failed: bool = False
     released: bool = False
+    final: SagaRow | None = None
 
-    def take(self) -> list[int]:
-        taken, self.delivered = self.delivered, []
-        return taken
+    def take(self) -> bool:
+        """Whether the next commit should mark the saga's changes published."""
+        mark, self.delivered = self.delivered and not self.failed, False
+        return mark
 
 
 def step_key(saga_key: str, step: str) -> str:
@@ -204,7 +208,7 @@ class SagaRunner:
     step's retry is due). Several processes may share one database: a lease says who drives a saga."""
 
     def __init__(self, store: SagaStore, kinds: Sequence[SagaKind], *,
-                 publish: Callable[[str], Awaitable[list[int]]], settings: SagaSettings | None = None,
+                 publish: Callable[[Sequence[Change]], Awaitable[None]], settings: SagaSettings | None = None,
                  clock_ms: Callable[[], int] = _now_ms) -> None:
         self.store = store
         self.kinds = {k.name: k for k in kinds}
@@ -214,6 +218,7 @@ class SagaRunner:
         self.owner = uuid.uuid4().hex
         self._driving: dict[str, asyncio.Future[SagaRow]] = {}
         self._runs: dict[str, _Run] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- entry points ---------------------------------------------------------------------------------
 
@@ -232,7 +237,7 @@ class SagaRunner:
                                   for i, s in enumerate(definition.steps)))
         if await self.store.create(row):
             log.info("saga_started", saga=row.id, kind=kind, request_id=request_id)
-            return self.outcome(await self._drive(row.id, claimed=True, fresh=True))
+            return self.outcome(await self._drive(row.id, claimed=True, fresh=row))
         existing = await self.store.by_key(key)
         if existing is None:  # deleted in between: not expected, but never a silent second run
             raise SagaBusy(key)
@@ -258,6 +263,22 @@ class SagaRunner:
             except Exception as exc:  # one broken saga must not stop the others; it is logged and retried
                 log.error("saga_resume_failed", saga=saga_id, **failure_fields(exc))
         return ran
+
+    def _behind(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("saga_log_write_deferred", **failure_fields(t.exception()))  # type: ignore[arg-type]
+
+        task.add_done_callback(done)
+
+    async def settle(self) -> None:
+        """Wait for the log writes left to run after their sagas answered."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def outcome(self, row: SagaRow) -> Outcome:
         return Outcome.of(row, self.kinds.get(row.kind))
@@ -285,7 +306,8 @@ class SagaRunner:
             row = await self.store.get(row.id)
         raise SagaBusy(existing.id)
 
-    async def _drive(self, saga_id: str, *, claimed: bool, fresh: bool = False) -> SagaRow:
+    async def _drive(self, saga_id: str, *, claimed: bool, fresh: SagaRow | None = None) -> SagaRow:
+        """Drive the saga as far as it goes now; `fresh`: the row of a saga just created (not read back)."""
         inflight = self._driving.get(saga_id)
         if inflight is not None:
             return await asyncio.shield(inflight)
@@ -302,21 +324,23 @@ class SagaRunner:
             raise
         finally:
             del self._driving[saga_id], self._runs[saga_id]
-            await self.store.mark_published(run.take(), self.clock_ms())
+            if run.take():
+                # Off the caller's path: until it lands, the relay's loop may deliver them once more.
+                self._behind(self.store.mark_saga_published(saga_id, self.clock_ms()))
             if claimed and not run.released:
                 await self.store.release(saga_id, self.owner)
 
-    async def _advance(self, saga_id: str, fresh: bool) -> SagaRow:
-        row = await self._get(saga_id)
+    async def _advance(self, saga_id: str, fresh: SagaRow | None) -> SagaRow:
+        row = fresh or await self._get(saga_id)
         if row.state in FINISHED:
             return row
-        if not fresh:
+        if fresh is None:
             await self.store.saga(saga_id, self.clock_ms(), attempts=row.attempts + 1, next_attempt_ms=None)
         if row.state == SagaState.COMPENSATING:
             await self._backward(row)
         else:
             await self._forward(row, running=0 if fresh else None)
-        return await self._get(saga_id)
+        return self._runs[saga_id].final or await self._get(saga_id)
 
     async def _get(self, saga_id: str) -> SagaRow:
         row = await self.store.get(saga_id)
@@ -336,11 +360,13 @@ class SagaRunner:
         todo = [(step, logged) for step, logged in zip(definition.steps, row.steps, strict=True)
                 if logged.state != StepState.DONE]
         run = self._runs[row.id]
+        attempts = {s.position: s.attempts for s in row.steps}
         for i, (step, logged) in enumerate(todo):
             ctx = self._context(row, results, step.name)
             if logged.position != running:
                 await self.store.step(row.id, logged.position, StepState.RUNNING, self.clock_ms(), attempt=True,
-                                      published=run.take())
+                                      mark_published=run.take())
+                attempts[logged.position] += 1
             try:
                 done = await self._attempts(lambda ctx=ctx, step=step: step.action(ctx))  # type: ignore[misc]
             except BaseException as exc:
@@ -351,6 +377,7 @@ class SagaRunner:
             results[step.name] = done.result
             if i + 1 < len(todo):  # this step done and the next one running: one commit
                 running = todo[i + 1][1].position
+                attempts[running] += 1
                 await self._step_done(row, step, logged.position, done, start_next=running)
                 continue
             # The last step done, the saga completed and its lease given up: one commit.
@@ -358,6 +385,12 @@ class SagaRunner:
                                   saga_fields={"result": results, "error": None, "owner": None,
                                                "lease_until_ms": 0})
             run.released = True
+            # As that commit left it: the caller's answer needs no read back.
+            now = self.clock_ms()
+            run.final = replace(row, state=SagaState.COMPLETED, result=results, error=None, owner=None,
+                                lease_until_ms=0, next_attempt_ms=None, updated_ms=now, steps=tuple(
+                                    replace(s, state=StepState.DONE, result=results[s.name], error=None,
+                                            attempts=attempts[s.position]) for s in row.steps))
             log.info("saga_completed", saga=row.id, kind=row.kind)
             return
         await self.store.saga(row.id, self.clock_ms(), SagaState.COMPLETED, result=results, error=None)
@@ -365,11 +398,11 @@ class SagaRunner:
 
     async def _step_done(self, row: SagaRow, step: Step, position: int, done: Done, **logged: Any) -> None:
         await self.store.step(row.id, position, StepState.DONE, self.clock_ms(), result=done.result,
-                              changes=done.changes, published=self._runs[row.id].take(), **logged)
+                              changes=done.changes, mark_published=self._runs[row.id].take(), **logged)
         if os.environ.get(KILL_AFTER_STEP) == step.name:
             log.warning("fault_kill_after_step", saga=row.id, step=step.name)
             os.kill(os.getpid(), signal.SIGKILL)
-        await self._publish(row.id)
+        await self._publish(row.id, done.changes)
 
     async def _step_failed(self, row: SagaRow, step: Step, logged: StepRow, exc: Exception) -> None:
         error = _error(exc)
@@ -437,9 +470,9 @@ class SagaRunner:
                     await self._retry_later(row, SagaState.COMPENSATING, row.error)
                     return
                 await self.store.step(row.id, logged.position, StepState.COMPENSATED, self.clock_ms(),
-                                      changes=undone.changes, published=self._runs[row.id].take(),
+                                      changes=undone.changes, mark_published=self._runs[row.id].take(),
                                       result=result if undone.result == {} else {**(result or {}), **undone.result})
-                await self._publish(row.id)
+                await self._publish(row.id, undone.changes)
         error = row.error or {}
         final = SagaState.REJECTED if error.get("type") == "rule" else SagaState.FAILED
         await self.store.saga(row.id, self.clock_ms(), final)
@@ -479,8 +512,14 @@ class SagaRunner:
         await self.store.saga(row.id, self.clock_ms(), SagaState.NEEDS_ATTENTION, error=error, next_attempt_ms=None)
         log.error("saga_needs_attention", saga=row.id, kind=row.kind, reason=why)
 
-    async def _publish(self, saga_id: str) -> None:
+    async def _publish(self, saga_id: str, changes: Sequence[Change]) -> None:
+        """Deliver changes just committed to the log, from memory; the next commit marks them published."""
+        if not changes:
+            return
+        run = self._runs[saga_id]
         try:
-            self._runs[saga_id].delivered.extend(await self.publish(saga_id))
-        except Exception as exc:  # the relay publishes it later; the saga's progress does not depend on it
+            await self.publish(changes)
+            run.delivered = True
+        except Exception as exc:
+            run.failed = True  # the relay publishes it later; the saga's progress does not depend on it
             log.warning("outbox_publish_deferred", saga=saga_id, **failure_fields(exc))

@@ -100,3 +100,4 @@ class Operations:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
+        await self.runner.settle()

@@ -186,12 +186,13 @@ class SagaStore:
     async def step(self, saga_id: str, position: int, state: str, now_ms: int, *, attempt: bool = False,
                    result: Any = None, error: Any = None, saga_state: str | None = None,
                    saga_fields: dict[str, Any] | None = None, changes: Sequence[Change] = (),
-                   start_next: int | None = None, published: Sequence[int] = ()) -> list[int]:
+                   start_next: int | None = None, mark_published: bool = False) -> None:
         """Move one step (and, if given, its saga) to a new state in one transaction, with the step's changes
-        added to the outbox; returns the outbox ids written.
+        added to the outbox.
 
         In the same transaction, `start_next` marks the following step as running (one commit between two
-        steps instead of two), and `published` marks outbox rows the saga has published meanwhile.
+        steps instead of two), and `mark_published` marks the saga's changes logged so far as published (the
+        saga delivered them since its last commit).
         """
         values: dict[str, Any] = {"state": state, "updated_ms": now_ms}
         if attempt:
@@ -210,9 +211,9 @@ class SagaStore:
                                    .values(state="RUNNING", attempts=STEPS.c.attempts + 1, updated_ms=now_ms))
             if saga_state is not None or saga_fields:
                 await self._update_saga(conn, saga_id, now_ms, saga_state, saga_fields or {})
-            if published:
-                await _mark_published(conn, published, now_ms)
-            return await _add_changes(conn, saga_id, changes, now_ms)
+            if mark_published:
+                await _mark_saga_published(conn, saga_id, now_ms)
+            await _add_changes(conn, saga_id, changes, now_ms)
 
     async def saga(self, saga_id: str, now_ms: int, state: str | None = None, **fields: Any) -> None:
         async with self.engine.begin() as conn:
@@ -279,20 +280,27 @@ class SagaStore:
         async with self.engine.begin() as conn:
             await _mark_published(conn, ids, now_ms)
 
+    async def mark_saga_published(self, saga_id: str, now_ms: int) -> None:
+        async with self.engine.begin() as conn:
+            await _mark_saga_published(conn, saga_id, now_ms)
+
 
 async def _mark_published(conn: AsyncConnection, ids: Sequence[int], now_ms: int) -> None:
     await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids)), OUTBOX.c.published_ms.is_(None))
                        .values(published_ms=now_ms))
 
 
-async def _add_changes(conn: AsyncConnection, saga_id: str, changes: Sequence[Change], now_ms: int) -> list[int]:
-    ids = []
-    for change in changes:
-        done = await conn.execute(insert(OUTBOX).values(
-            saga_id=saga_id, kind=change.kind.value, source=change.source, entity=change.entity, key=change.key,
-            payload=orjson.dumps(change.data).decode(), created_ms=now_ms, published_ms=None))
-        ids.append(int(done.inserted_primary_key[0]))  # type: ignore[index]
-    return ids
+async def _mark_saga_published(conn: AsyncConnection, saga_id: str, now_ms: int) -> None:
+    await conn.execute(update(OUTBOX).where(OUTBOX.c.saga_id == saga_id, OUTBOX.c.published_ms.is_(None))
+                       .values(published_ms=now_ms))
+
+
+async def _add_changes(conn: AsyncConnection, saga_id: str, changes: Sequence[Change], now_ms: int) -> None:
+    if changes:
+        await conn.execute(insert(OUTBOX), [
+            {"saga_id": saga_id, "kind": c.kind.value, "source": c.source, "entity": c.entity, "key": c.key,
+             "payload": orjson.dumps(c.data).decode(), "created_ms": now_ms, "published_ms": None}
+            for c in changes])
 
 
 def _saga(row: dict[str, Any], steps: list[dict[str, Any]]) -> SagaRow:

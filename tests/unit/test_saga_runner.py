@@ -95,10 +95,12 @@ async def run(r: SagaRunner, key: str = "k1") -> Any:
 
 async def test_a_saga_runs_its_steps_in_order_and_publishes_their_changes(engine: AsyncEngine) -> None:
     script = Script()
-    outcome = await run(runner(engine, script))
+    r = runner(engine, script)
+    outcome = await run(r)
     assert outcome.state is SagaState.COMPLETED and outcome.committed
     assert script.calls == ["reserve", "commit", "notify"]
     assert [c.key for c in script.delivered] == ["reserve", "commit", "notify"]
+    await r.settle()
     assert await SagaStore(engine).unpublished() == []
     # Each step's key is derived from the saga's, and differs per step.
     keys = {outcome.results[s]["key"] for s in ("reserve", "commit", "notify")}
@@ -222,7 +224,9 @@ async def test_a_saga_left_running_by_a_dead_process_is_resumed_once_its_lease_r
 
 async def test_published_changes_are_purged_after_their_retention(engine: AsyncEngine) -> None:
     script = Script()
-    await run(runner(engine, script))
+    r = runner(engine, script)
+    await run(r)
+    await r.settle()
     store = SagaStore(engine)
     assert await store.purge_published(0) == 0
     assert await store.purge_published(2**62) == 3
