@@ -101,3 +101,4 @@ class Operations:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
         await self.runner.settle()
+        self.store.close()

@@ -7,7 +7,10 @@ did not happen, and nothing that happened is left unpublished.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,22 +18,28 @@ import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
+    Insert,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    Update,
     and_,
+    bindparam,
     func,
     insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from operations.changes import Change, ChangeKind
+from sources.sql import sqlite_pragmas
 
 metadata = MetaData()
 
@@ -124,26 +133,130 @@ class OutboxRow:
     created_ms: int
 
 
+#: One statement of a write: its shape (see `_statement`) and its parameters (a list: executed for each).
+Write = tuple[tuple[Any, ...], dict[str, Any] | list[dict[str, Any]]]
+
+_ADD_CHANGE = ("outbox",)
+_MARK_SAGA = ("mark",)
+_START_NEXT = ("start",)
+
+
+def _statement(shape: tuple[Any, ...]) -> Insert | Update:
+    """The statement of a write's shape, with named parameters (`b_*` in conditions, the columns' own names in
+    values), so that the same text serves SQLAlchemy and the SQLite writer's driver alike."""
+    kind = shape[0]
+    if kind in ("insert_saga", "insert_steps"):
+        table = SAGAS if kind == "insert_saga" else STEPS
+        return insert(table).values({c.name: bindparam(c.name) for c in table.columns})
+    if kind == "outbox":
+        return insert(OUTBOX).values({c.name: bindparam(c.name) for c in OUTBOX.columns if c.name != "id"})
+    if kind == "mark":
+        return (update(OUTBOX).where(OUTBOX.c.saga_id == bindparam("b_saga"), OUTBOX.c.published_ms.is_(None))
+                .values(published_ms=bindparam("b_now")))
+    if kind == "start":
+        return (update(STEPS).where(STEPS.c.saga_id == bindparam("b_saga"), STEPS.c.position == bindparam("b_pos"))
+                .values(state="RUNNING", attempts=STEPS.c.attempts + 1, updated_ms=bindparam("b_now")))
+    if kind == "step":
+        _, fields, attempt = shape
+        values: dict[str, Any] = {f: bindparam(f) for f in fields}
+        if attempt:
+            values["attempts"] = STEPS.c.attempts + 1
+        return (update(STEPS).where(STEPS.c.saga_id == bindparam("b_saga"), STEPS.c.position == bindparam("b_pos"))
+                .values(values))
+    _, fields = shape  # "saga"
+    return update(SAGAS).where(SAGAS.c.id == bindparam("b_saga")).values({f: bindparam(f) for f in fields})
+
+
+class _SqliteLog:
+    """The saga log's writes to a SQLite file in one hop to one thread: every statement and the COMMIT in a
+    single call (as gateway.audit.sink does for audit records). Through SQLAlchemy's async SQLite driver each
+    statement is several thread round trips, each waiting for the event loop: a step's commit took 2-3 ms."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saga-log")
+        self._conn: sqlite3.Connection | None = None
+        self._sql: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+
+    def _text(self, shape: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+        """The statement's SQL and the values of the parameters it binds itself (`attempts + 1`, `'RUNNING'`)."""
+        found = self._sql.get(shape)
+        if found is None:
+            compiled = _statement(shape).compile(dialect=sqlite_dialect.dialect(paramstyle="named"))
+            found = self._sql[shape] = (str(compiled), dict(compiled.params))
+        return found
+
+    def _run(self, writes: list[Write]) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            sqlite_pragmas(self._conn)  # WAL, synchronous=FULL, busy timeout: as the engine's connections
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for shape, params in writes:
+                sql, own = self._text(shape)
+                if isinstance(params, list):
+                    conn.executemany(sql, [{**own, **p} for p in params])
+                else:
+                    conn.execute(sql, {**own, **params})
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def write(self, writes: list[Write]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._run, writes)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._thread.submit(self._close).result()
+        self._thread.shutdown(wait=True)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
 class SagaStore:
     """Reads and writes the saga log; each method is one short transaction."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        url = make_url(str(engine.url))
+        database = url.database
+        self._sqlite = (_SqliteLog(database) if url.get_backend_name() == "sqlite" and database
+                        and database != ":memory:" and not database.startswith("file:") else None)
+
+    async def _write(self, writes: list[Write]) -> None:
+        """Statements in one transaction: on a SQLite file in one thread hop, elsewhere through SQLAlchemy."""
+        if self._sqlite is not None:
+            await self._sqlite.write(writes)
+            return
+        async with self.engine.begin() as conn:
+            for shape, params in writes:
+                await conn.execute(_statement(shape), params)
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
 
     async def create(self, saga: SagaRow) -> bool:
         """Insert a new saga with its steps; False when a saga with its key exists already."""
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(SAGAS).values(
-                    id=saga.id, kind=saga.kind, key=saga.key, principal=_json(saga.principal),
-                    request_id=saga.request_id, command=_json(saga.command), state=saga.state, result=None,
-                    error=None, attempts=saga.attempts, next_attempt_ms=saga.next_attempt_ms, owner=saga.owner,
-                    lease_until_ms=saga.lease_until_ms, created_ms=saga.created_ms, updated_ms=saga.updated_ms))
-                await conn.execute(insert(STEPS), [
+            await self._write([
+                (("insert_saga",), {
+                    "id": saga.id, "kind": saga.kind, "key": saga.key, "principal": _json(saga.principal),
+                    "request_id": saga.request_id, "command": _json(saga.command), "state": saga.state,
+                    "result": None, "error": None, "attempts": saga.attempts, "next_attempt_ms": saga.next_attempt_ms,
+                    "owner": saga.owner, "lease_until_ms": saga.lease_until_ms, "created_ms": saga.created_ms,
+                    "updated_ms": saga.updated_ms}),
+                (("insert_steps",), [
                     {"saga_id": saga.id, "position": s.position, "name": s.name, "state": s.state,
                      "attempts": s.attempts, "result": None, "error": None, "updated_ms": saga.created_ms}
-                    for s in saga.steps])
-        except IntegrityError:
+                    for s in saga.steps])])
+        except (IntegrityError, sqlite3.IntegrityError):
             return False
         return True
 
@@ -195,38 +308,31 @@ class SagaStore:
         saga delivered them since its last commit).
         """
         values: dict[str, Any] = {"state": state, "updated_ms": now_ms}
-        if attempt:
-            values["attempts"] = STEPS.c.attempts + 1
         if result is not None:
             values["result"] = _json(result)
         if error is not None:
             values["error"] = _json(error)
         elif state in ("DONE", "COMPENSATED"):
             values["error"] = None  # a step that got there has no failure to show
-        async with self.engine.begin() as conn:
-            await conn.execute(update(STEPS).where(STEPS.c.saga_id == saga_id, STEPS.c.position == position)
-                               .values(**values))
-            if start_next is not None:
-                await conn.execute(update(STEPS).where(STEPS.c.saga_id == saga_id, STEPS.c.position == start_next)
-                                   .values(state="RUNNING", attempts=STEPS.c.attempts + 1, updated_ms=now_ms))
-            if saga_state is not None or saga_fields:
-                await self._update_saga(conn, saga_id, now_ms, saga_state, saga_fields or {})
-            if mark_published:
-                await _mark_saga_published(conn, saga_id, now_ms)
-            await _add_changes(conn, saga_id, changes, now_ms)
+        where = {"b_saga": saga_id, "b_pos": position}
+        writes: list[Write] = [(("step", tuple(values), attempt), {**values, **where})]
+        if start_next is not None:
+            writes.append((_START_NEXT, {"b_saga": saga_id, "b_pos": start_next, "b_now": now_ms}))
+        if saga_state is not None or saga_fields:
+            fields = _saga_values(now_ms, saga_state, saga_fields or {})
+            writes.append((("saga", tuple(fields)), {**fields, "b_saga": saga_id}))
+        if mark_published:
+            writes.append((_MARK_SAGA, {"b_saga": saga_id, "b_now": now_ms}))
+        if changes:
+            writes.append((_ADD_CHANGE, [
+                {"saga_id": saga_id, "kind": c.kind.value, "source": c.source, "entity": c.entity, "key": c.key,
+                 "payload": orjson.dumps(c.data).decode(), "created_ms": now_ms, "published_ms": None}
+                for c in changes]))
+        await self._write(writes)
 
     async def saga(self, saga_id: str, now_ms: int, state: str | None = None, **fields: Any) -> None:
-        async with self.engine.begin() as conn:
-            await self._update_saga(conn, saga_id, now_ms, state, fields)
-
-    async def _update_saga(self, conn: AsyncConnection, saga_id: str, now_ms: int, state: str | None,
-                           fields: dict[str, Any]) -> None:
-        values: dict[str, Any] = {"updated_ms": now_ms}
-        if state is not None:
-            values["state"] = state
-        for name, value in fields.items():
-            values[name] = _json(value) if name in ("result", "error") else value
-        await conn.execute(update(SAGAS).where(SAGAS.c.id == saga_id).values(**values))
+        values = _saga_values(now_ms, state, fields)
+        await self._write([(("saga", tuple(values)), {**values, "b_saga": saga_id})])
 
     async def due(self, states: Sequence[str], now_ms: int, limit: int = 100) -> list[str]:
         """Unfinished sagas someone should drive now: retries that are due, and runs whose owner's lease ran out."""
@@ -281,8 +387,7 @@ class SagaStore:
             await _mark_published(conn, ids, now_ms)
 
     async def mark_saga_published(self, saga_id: str, now_ms: int) -> None:
-        async with self.engine.begin() as conn:
-            await _mark_saga_published(conn, saga_id, now_ms)
+        await self._write([(_MARK_SAGA, {"b_saga": saga_id, "b_now": now_ms})])
 
 
 async def _mark_published(conn: AsyncConnection, ids: Sequence[int], now_ms: int) -> None:
@@ -290,17 +395,13 @@ async def _mark_published(conn: AsyncConnection, ids: Sequence[int], now_ms: int
                        .values(published_ms=now_ms))
 
 
-async def _mark_saga_published(conn: AsyncConnection, saga_id: str, now_ms: int) -> None:
-    await conn.execute(update(OUTBOX).where(OUTBOX.c.saga_id == saga_id, OUTBOX.c.published_ms.is_(None))
-                       .values(published_ms=now_ms))
-
-
-async def _add_changes(conn: AsyncConnection, saga_id: str, changes: Sequence[Change], now_ms: int) -> None:
-    if changes:
-        await conn.execute(insert(OUTBOX), [
-            {"saga_id": saga_id, "kind": c.kind.value, "source": c.source, "entity": c.entity, "key": c.key,
-             "payload": orjson.dumps(c.data).decode(), "created_ms": now_ms, "published_ms": None}
-            for c in changes])
+def _saga_values(now_ms: int, state: str | None, fields: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {"updated_ms": now_ms}
+    if state is not None:
+        values["state"] = state
+    for name, value in fields.items():
+        values[name] = _json(value) if name in ("result", "error") else value
+    return values
 
 
 def _saga(row: dict[str, Any], steps: list[dict[str, Any]]) -> SagaRow:

@@ -16,17 +16,27 @@ from operations.saga import Done, SagaKind, SagaRunner, SagaSettings, SagaState,
 from operations.store import SagaStore
 from sources.errors import RuleViolation, SourceUnavailable
 from sources.sql import make_engine
+from tests.conftest import MARIADB_ADMIN, POSTGRES_ADMIN, _fresh_database
 
 FAST = SagaSettings(inline_attempts=2, inline_backoff_s=0.0, retry_base_ms=0, retry_max_ms=0, max_attempts=5,
                     wait_s=2)
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    db = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", pool_size=2)
-    await upgrade(db)
-    yield db
-    await db.dispose()
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """The saga log on each database the gateway's own may be (SQLite writes take their one-hop path)."""
+    if request.param == "sqlite":
+        db = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", pool_size=2)
+        await upgrade(db)
+        yield db
+        await db.dispose()
+        return
+    admin, server = (POSTGRES_ADMIN, "PostgreSQL") if request.param == "postgres" else (MARIADB_ADMIN, "MariaDB")
+    async for url in _fresh_database(admin, server):
+        db = make_engine(url, pool_size=2)
+        await upgrade(db)
+        yield db
+        await db.dispose()
 
 
 class Script:
@@ -90,7 +100,10 @@ def down() -> SourceUnavailable:
 
 
 async def run(r: SagaRunner, key: str = "k1") -> Any:
-    return await r.run("test", key, {"n": 1}, {"kind": "user", "subject": "t"}, "req-1")
+    try:
+        return await r.run("test", key, {"n": 1}, {"kind": "user", "subject": "t"}, "req-1")
+    finally:
+        await r.settle()  # the log writes left after the answer land before the test looks (or drops the database)
 
 
 async def test_a_saga_runs_its_steps_in_order_and_publishes_their_changes(engine: AsyncEngine) -> None:
