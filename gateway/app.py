@@ -166,9 +166,10 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
             else MemoryRateLimiter(limits.rate_per_second, limits.rate_burst))
         app.state.audit = audit
         apq = build_apq_store(settings)
+        idempotency = IdempotencyStore(db, settings.idempotency, clock=clock)
         app.state.graphql = GraphQLEndpoint(schema, services, settings, authenticator(settings, app.state.tokens),
                                             app.state.documents, limiter, audit, answers, apq,
-                                            IdempotencyStore(db, settings.idempotency, clock=clock))
+                                            idempotency)
         warming = watch(asyncio.create_task(_warm_crosswalk(services)), "crosswalk_warm_failed") if warm else None
         tuning = (watch(asyncio.create_task(_tune_gc_after(warming, settings.server.gc_threshold)), "gc_tuning_failed")
                   if served else None)
@@ -183,6 +184,7 @@ def build_app(settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTra
                 if audit.sink.engine is not db:
                     await audit.sink.engine.dispose()
             await close_services(services)
+            idempotency.close()
             await limiter.aclose()
             if apq is not None:
                 await apq.aclose()

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -45,6 +46,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -58,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.principal import Principal
 from gateway.settings import IdempotencySettings
+from sources.sql import SqliteWriter
 from sources.tasks import failure_fields, watch
 
 log = structlog.get_logger("gateway.idempotency")
@@ -196,6 +199,7 @@ class IdempotencyStore:
     def __init__(self, engine: AsyncEngine, settings: IdempotencySettings, *,
                  clock: Callable[[], float] = time.time, poll_s: float = POLL_S) -> None:
         self.engine = engine
+        self._sqlite = SqliteWriter.of(engine, "idempotency-keys")
         self.ttl_ms = int(settings.ttl_s * 1000)
         self.lease_ms = int(settings.lease_s * 1000)
         self.wait_s = settings.wait_s
@@ -206,6 +210,10 @@ class IdempotencyStore:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
 
     async def claim(self, scope: str, fingerprint: str) -> Outcome:
         """Claim the key for this request, or what to answer instead: a replay, a refusal, or 'still running'.
@@ -258,12 +266,18 @@ class IdempotencyStore:
             await asyncio.wait_for(event.wait(), at_most_s)
 
     async def _insert(self, scope: str, fingerprint: str, owner: str, now: int) -> bool:
+        values = {"scope": scope, "fingerprint": fingerprint, "state": RUNNING, "owner": owner, "created_ms": now,
+                  "lease_until_ms": now + self.lease_ms, "expires_ms": now + self.ttl_ms}
+        sqlite = self._sqlite
         try:
+            if sqlite is not None:  # on every mutation with a key: one thread hop instead of several
+                sql, _ = sqlite.sql("claim", lambda: insert(idempotency_keys).values(
+                    {name: bindparam(name) for name in values}))
+                await sqlite.run(lambda conn: conn.execute(sql, values))
+                return True
             async with self.engine.begin() as conn:
-                await conn.execute(insert(idempotency_keys).values(
-                    scope=scope, fingerprint=fingerprint, state=RUNNING, owner=owner,
-                    created_ms=now, lease_until_ms=now + self.lease_ms, expires_ms=now + self.ttl_ms))
-        except IntegrityError:
+                await conn.execute(insert(idempotency_keys).values(**values))
+        except (IntegrityError, sqlite3.IntegrityError):
             return False
         return True
 
@@ -315,14 +329,24 @@ class IdempotencyStore:
     async def _keep(self, lease: Lease, answer: StoredAnswer) -> None:
         t = idempotency_keys.c
         now = self._now_ms()
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(idempotency_keys)
-                .where(t.scope == lease.scope, t.owner == lease.owner, t.state == RUNNING)
-                .values(state=DONE, status=answer.status, media_type=answer.media_type,
-                        headers=orjson.dumps([list(h) for h in answer.headers]).decode(), body=self._bytes(answer.body),
-                        lease_until_ms=now, expires_ms=now + self.ttl_ms))
-        if result.rowcount != 1:  # its lease ran out and a retry took the key over: that one's answer counts
+        values = {"state": DONE, "status": answer.status, "media_type": answer.media_type,
+                  "headers": orjson.dumps([list(h) for h in answer.headers]).decode(), "lease_until_ms": now,
+                  "expires_ms": now + self.ttl_ms}
+        sqlite = self._sqlite
+        if sqlite is not None:
+            sql, _ = sqlite.sql("keep", lambda: update(idempotency_keys).where(
+                t.scope == bindparam("b_scope"), t.owner == bindparam("b_owner"), t.state == bindparam("b_state"))
+                .values({name: bindparam(name) for name in (*values, "body")}))
+            params = {**values, "body": answer.body, "b_scope": lease.scope, "b_owner": lease.owner,
+                      "b_state": RUNNING}
+            rowcount = await sqlite.run(lambda conn: conn.execute(sql, params).rowcount)
+        else:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(idempotency_keys).where(t.scope == lease.scope, t.owner == lease.owner, t.state == RUNNING)
+                    .values(**values, body=self._bytes(answer.body)))
+            rowcount = result.rowcount
+        if rowcount != 1:  # its lease ran out and a retry took the key over: that one's answer counts
             log.warning("idempotency_answer_not_kept_lease_lost", scope=lease.scope, owner=lease.owner)
 
     def _bytes(self, value: bytes) -> bytes | ColumnElement[Any]:

@@ -21,7 +21,6 @@ import asyncio
 import os
 import sqlite3
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,11 @@ from typing import Any
 import orjson
 import structlog
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, insert
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.audit import GENESIS, AuditRecord, chain_hash
-from sources.sql import sqlite_pragmas
+from sources.sql import SqliteWriter
 from sources.tasks import compact_traceback
 
 log = structlog.get_logger("gateway.audit")
@@ -62,50 +60,17 @@ class AuditUnavailable(Exception):
 
 
 class _SqliteWriter:
-    """Group commits to a SQLite file in one hop to one thread: INSERT and COMMIT in a single call.
+    """Group commits to a SQLite file: INSERT and COMMIT in one hop to the writer's own thread (SqliteWriter)."""
 
-    Through SQLAlchemy's async SQLite driver a commit takes several thread round trips (cursor, execute,
-    close, commit), each of which waits for the event loop; here the whole transaction is one function
-    run on the writer's own thread, on its own connection (WAL, synchronous=FULL: durable once it returns).
-    """
-
-    SQL = str(insert(audit_events).compile(dialect=sqlite_dialect.dialect(paramstyle="named")))
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
-        self._conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            sqlite_pragmas(conn)  # the same as the engine's connections: WAL, synchronous=FULL, busy timeout
-            self._conn = conn
-        return self._conn
-
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(self.SQL, rows)
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._close()
-            raise
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+    def __init__(self, writer: SqliteWriter) -> None:
+        self.writer = writer
+        self.sql, _ = writer.sql("insert", lambda: insert(audit_events))
 
     async def write(self, rows: list[dict[str, Any]]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._write, rows)
+        await self.writer.run(lambda conn: conn.executemany(self.sql, rows))
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)
+        await asyncio.to_thread(self.writer.close)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +115,8 @@ class SqlAuditSink:
         self._deaths = 0  # writer deaths since its last commit that ended normally
         self._closing = False
         self._conn: AsyncConnection | None = None
-        url = engine.url
-        self._direct = (_SqliteWriter(url.database) if url.get_backend_name() == "sqlite" and url.database
-                        and url.database != ":memory:" else None)
+        writer = SqliteWriter.of(engine, "audit-writer")
+        self._direct = None if writer is None else _SqliteWriter(writer)
 
     async def start(self) -> None:
         await self.replay_spool()
