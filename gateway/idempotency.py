@@ -199,7 +199,7 @@ class IdempotencyStore:
     def __init__(self, engine: AsyncEngine, settings: IdempotencySettings, *,
                  clock: Callable[[], float] = time.time, poll_s: float = POLL_S) -> None:
         self.engine = engine
-        self._sqlite = SqliteWriter.of(engine, "idempotency-keys")
+        self._sqlite = SqliteWriter.of(engine)
         self.ttl_ms = int(settings.ttl_s * 1000)
         self.lease_ms = int(settings.lease_s * 1000)
         self.wait_s = settings.wait_s
@@ -271,7 +271,7 @@ class IdempotencyStore:
         sqlite = self._sqlite
         try:
             if sqlite is not None:  # on every mutation with a key: one thread hop instead of several
-                sql, _ = sqlite.sql("claim", lambda: insert(idempotency_keys).values(
+                sql, _ = sqlite.sql(("idempotency", "claim"), lambda: insert(idempotency_keys).values(
                     {name: bindparam(name) for name in values}))
                 await sqlite.run(lambda conn: conn.execute(sql, values))
                 return True
@@ -334,7 +334,7 @@ class IdempotencyStore:
                   "expires_ms": now + self.ttl_ms}
         sqlite = self._sqlite
         if sqlite is not None:
-            sql, _ = sqlite.sql("keep", lambda: update(idempotency_keys).where(
+            sql, _ = sqlite.sql(("idempotency", "keep"), lambda: update(idempotency_keys).where(
                 t.scope == bindparam("b_scope"), t.owner == bindparam("b_owner"), t.state == bindparam("b_state"))
                 .values({name: bindparam(name) for name in (*values, "body")}))
             params = {**values, "body": answer.body, "b_scope": lease.scope, "b_owner": lease.owner,

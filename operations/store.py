@@ -168,7 +168,7 @@ class SagaStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._sqlite = SqliteWriter.of(engine, "saga-log")
+        self._sqlite = SqliteWriter.of(engine)
 
     async def _write(self, writes: list[Write]) -> None:
         """Statements in one transaction: on a SQLite file in one thread hop (a step's commit took 2-3 ms through

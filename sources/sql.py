@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import ARRAY, ClauseElement, ColumnElement, Executable, Select, any_, bindparam, event, text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -246,21 +246,33 @@ class SqliteWriter:
     so it costs one hop. Statements are SQLAlchemy Core, compiled once per shape with named parameters.
     """
 
-    def __init__(self, path: str, name: str) -> None:
+    #: One writer per file in a process, shared by its users (the audit sink, the saga log, idempotency keys):
+    #: on one connection their transactions queue in the writer's thread, where on several they would wait
+    #: for SQLite's write lock in its busy handler, which sleeps 1, 2, 5, 10 ... ms between tries.
+    _shared: ClassVar[dict[str, SqliteWriter]] = {}
+
+    def __init__(self, path: str) -> None:
         self.path = path
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._conn: sqlite3.Connection | None = None
         self._sql: dict[Hashable, tuple[str, dict[str, Any]]] = {}
+        self._users = 0
 
     @classmethod
-    def of(cls, engine: AsyncEngine, name: str) -> SqliteWriter | None:
-        """A writer for the engine's database if it is a SQLite file, else None (use the engine)."""
+    def of(cls, engine: AsyncEngine) -> SqliteWriter | None:
+        """The writer for the engine's database if it is a SQLite file, else None (use the engine). Each
+        user calls `close()` once when done with it."""
         url = engine.url
         database = url.database
         if url.get_backend_name() != "sqlite" or not database or database == ":memory:" \
                 or database.startswith("file:"):
             return None
-        return cls(database, name)
+        path = str(Path(database).resolve())
+        writer = cls._shared.get(path)
+        if writer is None:
+            writer = cls._shared[path] = cls(path)
+        writer._users += 1
+        return writer
 
     def sql(self, shape: Hashable, build: Callable[[], ClauseElement]) -> tuple[str, dict[str, Any]]:
         """The SQL of a statement shape, and the values of the parameters it binds itself (`attempts + 1`)."""
@@ -297,6 +309,12 @@ class SqliteWriter:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
 
     def close(self) -> None:
+        """One user is done; the last one closes the connection and stops the thread."""
+        self._users -= 1
+        if self._users > 0:
+            return
+        if self._shared.get(self.path) is self:
+            del self._shared[self.path]
         if self._conn is not None:
             self._thread.submit(self._close).result()
         self._thread.shutdown(wait=True)

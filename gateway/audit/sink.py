@@ -64,7 +64,7 @@ class _SqliteWriter:
 
     def __init__(self, writer: SqliteWriter) -> None:
         self.writer = writer
-        self.sql, _ = writer.sql("insert", lambda: insert(audit_events))
+        self.sql, _ = writer.sql(("audit", "insert"), lambda: insert(audit_events))
 
     async def write(self, rows: list[dict[str, Any]]) -> None:
         await self.writer.run(lambda conn: conn.executemany(self.sql, rows))
@@ -115,7 +115,7 @@ class SqlAuditSink:
         self._deaths = 0  # writer deaths since its last commit that ended normally
         self._closing = False
         self._conn: AsyncConnection | None = None
-        writer = SqliteWriter.of(engine, "audit-writer")
+        writer = SqliteWriter.of(engine)
         self._direct = None if writer is None else _SqliteWriter(writer)
 
     async def start(self) -> None:
