@@ -39,6 +39,8 @@ sagas_app = typer.Typer(help="Business operations' sagas: list them, and resume 
                         no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 app.add_typer(sagas_app, name="sagas")
+events_app = typer.Typer(help="The change-event bus.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 console = Console()
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file (default: ./gateway.toml)",
@@ -587,6 +589,27 @@ def sagas_resume(config: ConfigOption = None) -> None:
         console.print(f"[bold red]{attention} saga(s) need attention: gateway sagas list --state NEEDS_ATTENTION"
                       "[/bold red]")
         raise typer.Exit(1)
+
+
+
+@events_app.command("provision")
+def events_provision(
+    url: Annotated[str, typer.Option(help="the NATS server")] = "nats://127.0.0.1:4222",
+    stream: Annotated[str, typer.Option(help="the JetStream stream of change events")] = "GATEWAY_CHANGES",
+    prefix: Annotated[str, typer.Option(help="its subjects: <prefix>.<source>.<entity>")] = "gateway.changes",
+    days: Annotated[float, typer.Option(min=0.01, help="how long events are kept (replicas resume within it)")] = 7,
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the server")] = 10,
+) -> None:
+    """Create or update the change events' JetStream stream (a deployment step: gateways never create it)."""
+    from events.nats import NatsBus
+
+    try:
+        asyncio.run(NatsBus.provision(url, stream=stream, prefix=prefix, max_age_s=days * 86_400,
+                                      timeout_s=timeout))
+    except Exception as exc:  # any failure of the server or the network: said in one line, exit 1
+        console.print(f"[red]could not provision {stream} on {url}: {type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"stream {stream} ready on {url} for {prefix}.>")
 
 
 if __name__ == "__main__":

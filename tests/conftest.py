@@ -6,6 +6,7 @@ server is not reachable the test is skipped locally, but fails under CI=true: CI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -73,3 +74,24 @@ async def redis_url() -> AsyncIterator[str]:
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture
+async def nats_bus_names() -> AsyncIterator[tuple[str, str, str]]:
+    """(url, stream, subject prefix) on the machine's NATS with JetStream: a fresh stream, deleted after."""
+    import nats
+    from nats.errors import Error as NatsError
+
+    url = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+    except (OSError, NatsError, TimeoutError) as exc:
+        _unavailable("NATS", exc)
+    suffix = uuid.uuid4().hex[:10].upper()
+    stream, prefix = f"GWTEST_{suffix}", f"gwtest{suffix.lower()}"
+    try:
+        yield url, stream, prefix
+    finally:
+        with contextlib.suppress(NatsError):  # never provisioned by the test
+            await client.jetstream().delete_stream(stream)
+        await client.close()

@@ -1,0 +1,47 @@
+"""The bus as a port: publish change events, subscribe from a position. Implementations: memory, NATS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from events.model import ChangeEvent
+
+
+class BusError(Exception):
+    """The bus cannot carry events now; the message says why and what to do."""
+
+
+class BusUnavailable(BusError):
+    """The bus is down, unreachable or not provisioned."""
+
+
+class SubscriberTooSlow(BusError):
+    """A subscriber fell further behind than its bound allows: its subscription is ended, memory is not grown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event with its position on the bus: subscribe `after` it to resume right behind it."""
+
+    sequence: int
+    event: ChangeEvent
+
+
+class Subscription(Protocol):
+    def __aiter__(self) -> AsyncIterator[Delivery]: ...
+
+    async def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def publish(self, event: ChangeEvent) -> int:
+        """Publish once (a second publish of the same event id is dropped); returns the event's sequence."""
+        ...
+
+    async def subscribe(self, *, after: int | None = None, max_pending: int = 1_000) -> Subscription:
+        """Every event after `after` (None: from now on), in order, at most `max_pending` waiting unread."""
+        ...
+
+    async def close(self) -> None: ...
