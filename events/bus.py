@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +28,35 @@ class Delivery:
 
     sequence: int
     event: ChangeEvent
+
+
+class Deliveries:
+    """A subscription's unread events, bounded: one more than `max_pending` ends it with SubscriberTooSlow
+    (read after what came before), never a longer queue. Both buses' subscriptions read from one."""
+
+    def __init__(self, max_pending: int) -> None:
+        self.queue: asyncio.Queue[Delivery | BaseException] = asyncio.Queue()
+        self.max_pending = max_pending
+        self.closed = False
+
+    def offer(self, delivery: Delivery) -> bool:
+        """Queue `delivery`; False when the subscription is (now) closed: the caller stops feeding it."""
+        if self.closed:
+            return False
+        if self.queue.qsize() >= self.max_pending:
+            self.closed = True
+            self.queue.put_nowait(SubscriberTooSlow(
+                f"the subscriber fell {self.max_pending} events behind; subscribe again after the last one read"))
+            return False
+        self.queue.put_nowait(delivery)
+        return True
+
+    async def __aiter__(self) -> AsyncIterator[Delivery]:
+        while True:
+            item = await self.queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 class Subscription(Protocol):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
 
-from events.bus import Delivery, SubscriberTooSlow
+from events.bus import Deliveries, Delivery
 from events.model import ChangeEvent
 
 #: Event ids remembered to drop a second publish, and events kept for a subscriber resuming `after` one.
@@ -14,31 +12,16 @@ DEDUPE_WINDOW = 10_000
 KEPT = 10_000
 
 
-class _Subscription:
+class _Subscription(Deliveries):
     def __init__(self, bus: MemoryBus, max_pending: int) -> None:
+        super().__init__(max_pending)
         self.bus = bus
-        self.queue: asyncio.Queue[Delivery | BaseException] = asyncio.Queue()
-        self.max_pending = max_pending
-        self.closed = False
 
-    def offer(self, delivery: Delivery) -> None:
-        if self.closed:
-            return
-        if self.queue.qsize() >= self.max_pending:
-            # Bounded: a subscriber that cannot keep up is ended with a clear error, never given more memory.
-            self.closed = True
+    def offer(self, delivery: Delivery) -> bool:
+        if not super().offer(delivery):
             self.bus._subscribers.discard(self)
-            self.queue.put_nowait(SubscriberTooSlow(
-                f"the subscriber fell {self.max_pending} events behind; subscribe again after the last one read"))
-            return
-        self.queue.put_nowait(delivery)
-
-    async def __aiter__(self) -> AsyncIterator[Delivery]:
-        while True:
-            item = await self.queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            return False
+        return True
 
     async def close(self) -> None:
         self.closed = True

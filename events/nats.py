@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -21,41 +20,26 @@ from nats.errors import Error as NatsError
 from nats.js import api
 from nats.js.errors import NotFoundError
 
-from events.bus import BusUnavailable, Delivery, SubscriberTooSlow
+from events.bus import BusUnavailable, Deliveries, Delivery
 from events.model import ChangeEvent, MalformedEvent
 
 MSG_ID = "Nats-Msg-Id"
 
 
-class _Subscription:
+class _Subscription(Deliveries):
     def __init__(self, max_pending: int) -> None:
-        self.queue: asyncio.Queue[Delivery | BaseException] = asyncio.Queue()
-        self.max_pending = max_pending
-        self.closed = False
+        super().__init__(max_pending)
         self.sub: Any = None
 
     async def on_message(self, msg: Msg) -> None:
         if self.closed:
             return
-        if self.queue.qsize() >= self.max_pending:
-            self.closed = True
-            self.queue.put_nowait(SubscriberTooSlow(
-                f"the subscriber fell {self.max_pending} events behind; subscribe again after the last one read"))
-            if self.sub is not None:
-                await self.sub.unsubscribe()
-            return
         try:
             event = ChangeEvent.decode(msg.data)
         except MalformedEvent:
             return  # not ours (another writer on the subjects): skipped, never a crash of the subscriber
-        self.queue.put_nowait(Delivery(int(msg.metadata.sequence.stream), event))
-
-    async def __aiter__(self) -> AsyncIterator[Delivery]:
-        while True:
-            item = await self.queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        if not self.offer(Delivery(int(msg.metadata.sequence.stream), event)):
+            await self.close()
 
     async def close(self) -> None:
         self.closed = True
