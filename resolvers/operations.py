@@ -15,8 +15,6 @@ from operations.service import Operations
 from schema.types.common import GatewayInfo
 from sources.errors import RuleViolation
 
-ACCEPTED = (SagaState.COMPLETED, SagaState.PENDING)
-
 
 def operations_of(info: GatewayInfo) -> Operations:
     found: Operations | None = info.context.services.operations
@@ -38,7 +36,7 @@ async def run(info: GatewayInfo, kind: str, command: dict[str, Any]) -> Outcome:
         raise GraphQLError("the operation with this Idempotency-Key is still running; retry shortly",
                            extensions={"code": "IDEMPOTENCY_KEY_IN_USE"}) from None
     ctx.sagas.append(outcome)
-    if outcome.committed or outcome.state in ACCEPTED or outcome.rejection is not None:
+    if outcome.committed or outcome.rejection is not None:
         return outcome  # done, or done where it counts (a later step waits or needs a person: see `saga`)
     raise _failure(info, outcome)
 
@@ -55,9 +53,9 @@ def _failure(info: GatewayInfo, outcome: Outcome) -> GraphQLError:
     elif outcome.state is SagaState.NEEDS_ATTENTION:
         message += f"; it needs attention ({error.get('attention', 'see the saga')})"
     extensions: dict[str, Any] = {"code": error.get("code", "INTERNAL_ERROR")}
-    if error.get("source") and not info.context.principal.partner:
-        extensions["source"] = error["source"]
-    if not info.context.principal.partner:
+    if not info.context.principal.partner:  # partners are not shown the gateway's systems and steps
+        if error.get("source"):
+            extensions["source"] = error["source"]
         extensions["saga"] = {"id": outcome.id, "state": outcome.state.value,
                               "steps": {s.name: s.state for s in outcome.steps}}
     return GraphQLError(message, extensions=extensions)
@@ -69,6 +67,6 @@ def user_errors(outcome: Outcome) -> list[RuleViolation]:
 
 
 def result(outcome: Outcome, step: str) -> dict[str, Any] | None:
-    """A step's logged result, if the step is done (None for a refused operation)."""
+    """A step's logged result, once the operation has happened (None for a refused or undone one)."""
     found = outcome.results.get(step)
-    return dict(found) if isinstance(found, dict) and (outcome.committed or outcome.state in ACCEPTED) else None
+    return dict(found) if isinstance(found, dict) and outcome.committed else None
