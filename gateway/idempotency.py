@@ -38,7 +38,6 @@ import structlog
 from sqlalchemy import (
     BigInteger,
     Column,
-    ColumnElement,
     Index,
     Integer,
     LargeBinary,
@@ -46,6 +45,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Update,
     bindparam,
     delete,
     func,
@@ -60,7 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.principal import Principal
 from gateway.settings import IdempotencySettings
-from sources.sql import SqliteWriter
+from sources.sql import SqliteWriter, write
 from sources.tasks import failure_fields, watch
 
 log = structlog.get_logger("gateway.idempotency")
@@ -268,15 +268,9 @@ class IdempotencyStore:
     async def _insert(self, scope: str, fingerprint: str, owner: str, now: int) -> bool:
         values = {"scope": scope, "fingerprint": fingerprint, "state": RUNNING, "owner": owner, "created_ms": now,
                   "lease_until_ms": now + self.lease_ms, "expires_ms": now + self.ttl_ms}
-        sqlite = self._sqlite
-        try:
-            if sqlite is not None:  # on every mutation with a key: one thread hop instead of several
-                sql, _ = sqlite.sql(("idempotency", "claim"), lambda: insert(idempotency_keys).values(
-                    {name: bindparam(name) for name in values}))
-                await sqlite.run(lambda conn: conn.execute(sql, values))
-                return True
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(idempotency_keys).values(**values))
+        try:  # on every mutation with a key: on a SQLite file, one thread hop instead of several
+            await write(self.engine, self._sqlite, [(("idempotency", "claim"), lambda: insert(idempotency_keys).values(
+                {name: bindparam(name) for name in values}), values)])
         except (IntegrityError, sqlite3.IntegrityError):
             return False
         return True
@@ -332,29 +326,23 @@ class IdempotencyStore:
         values = {"state": DONE, "status": answer.status, "media_type": answer.media_type,
                   "headers": orjson.dumps([list(h) for h in answer.headers]).decode(), "lease_until_ms": now,
                   "expires_ms": now + self.ttl_ms}
-        sqlite = self._sqlite
-        if sqlite is not None:
-            sql, _ = sqlite.sql(("idempotency", "keep"), lambda: update(idempotency_keys).where(
-                t.scope == bindparam("b_scope"), t.owner == bindparam("b_owner"), t.state == bindparam("b_state"))
-                .values({name: bindparam(name) for name in (*values, "body")}))
-            params = {**values, "body": answer.body, "b_scope": lease.scope, "b_owner": lease.owner,
-                      "b_state": RUNNING}
-            rowcount = await sqlite.run(lambda conn: conn.execute(sql, params).rowcount)
-        else:
-            async with self.engine.begin() as conn:
-                result = await conn.execute(
-                    update(idempotency_keys).where(t.scope == lease.scope, t.owner == lease.owner, t.state == RUNNING)
-                    .values(**values, body=self._bytes(answer.body)))
-            rowcount = result.rowcount
-        if rowcount != 1:  # its lease ran out and a retry took the key over: that one's answer counts
-            log.warning("idempotency_answer_not_kept_lease_lost", scope=lease.scope, owner=lease.owner)
+        # aiomysql (0.3) cannot send bytes with PyMySQL 2, which dropped the escaping function it imports: on
+        # MySQL and MariaDB the body travels as hex text, unhexed by the server.
+        hexed = self.engine.dialect.name in ("mysql", "mariadb")
 
-    def _bytes(self, value: bytes) -> bytes | ColumnElement[Any]:
-        """`value` for the `body` column. aiomysql (0.3) cannot send bytes with PyMySQL 2, which dropped the
-        escaping function it imports: on MySQL and MariaDB the bytes travel as hex text, unhexed by the server."""
-        if self.engine.dialect.name in ("mysql", "mariadb"):
-            return func.unhex(value.hex())
-        return value
+        def statement() -> Update:
+            body: Any = bindparam("body")
+            changes: dict[str, Any] = {**{n: bindparam(n) for n in values}, "body": func.unhex(body) if hexed else body}
+            return (update(idempotency_keys)
+                    .where(t.scope == bindparam("b_scope"), t.owner == bindparam("b_owner"),
+                           t.state == bindparam("b_state"))
+                    .values(changes))
+
+        params = {**values, "body": answer.body.hex() if hexed else answer.body, "b_scope": lease.scope,
+                  "b_owner": lease.owner, "b_state": RUNNING}
+        (kept,) = await write(self.engine, self._sqlite, [(("idempotency", "keep", hexed), statement, params)])
+        if kept != 1:  # its lease ran out and a retry took the key over: that one's answer counts
+            log.warning("idempotency_answer_not_kept_lease_lost", scope=lease.scope, owner=lease.owner)
 
     async def _drop(self, lease: Lease) -> None:
         t = idempotency_keys.c

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import UpdateBase
 
 from sources.base import Health, SourceCall, ms_since, record_call
 from sources.errors import SourceTimeout, SourceUnavailable
@@ -323,3 +324,26 @@ class SqliteWriter:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+#: One statement of a write transaction: a shape naming it (its SQL is compiled once per shape), how to build
+#: it with named parameters, and its parameters (a list: the statement runs once for each).
+Statement = tuple[Hashable, Callable[[], UpdateBase], dict[str, Any] | list[dict[str, Any]]]
+
+
+async def write(engine: AsyncEngine, writer: SqliteWriter | None, statements: Sequence[Statement]) -> list[int]:
+    """Statements in one transaction, each one's row count back: on a SQLite file in one hop to its writer
+    (`SqliteWriter.of(engine)`), elsewhere through SQLAlchemy."""
+    if writer is not None:
+        def run(conn: sqlite3.Connection) -> list[int]:
+            counts = []
+            for shape, build, params in statements:
+                sql, own = writer.sql(shape, build)
+                cursor = (conn.executemany(sql, [{**own, **p} for p in params]) if isinstance(params, list)
+                          else conn.execute(sql, {**own, **params}))
+                counts.append(cursor.rowcount)
+            return counts
+
+        return await writer.run(run)
+    async with engine.begin() as conn:
+        return [(await conn.execute(build(), params)).rowcount for _, build, params in statements]
